@@ -1,0 +1,30 @@
+"""gpunet: multi-layer perceptrons trained on NVIDIA GPUs through CuPy, NumPy on the CPU.
+
+    import gpunet as gn
+    model = gn.Sequential(gn.Flatten(), gn.Linear(784, 512), gn.ReLU(),
+                          gn.Linear(512, 512), gn.ReLU(), gn.Linear(512, 10))
+    loss_fn = gn.CrossEntropyLoss()
+    opt = gn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    loss = loss_fn(model(x), y)
+    model.backward(loss_fn.backward())
+    opt.step()
+"""
+from . import init, optim
+from .backend import (BackendUnavailable, get_backend, gpu_status, manual_seed,
+                      to_numpy)
+from .gradcheck import GradcheckError, gradcheck
+from .losses import BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss, NLLLoss
+from .module import Module
+from .nn import (Dropout, Flatten, LeakyReLU, Linear, LogSoftmax, ReLU, Sequential,
+                 Sigmoid, Softmax, Tanh, from_config)
+from .parameter import Parameter
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BCEWithLogitsLoss", "BackendUnavailable", "CrossEntropyLoss", "Dropout", "Flatten",
+    "GradcheckError", "LeakyReLU", "Linear", "LogSoftmax", "Loss", "MSELoss", "Module",
+    "NLLLoss", "Parameter", "ReLU", "Sequential", "Sigmoid", "Softmax", "Tanh",
+    "from_config", "get_backend", "gpu_status", "gradcheck", "init", "manual_seed", "optim",
+    "to_numpy",
+]

@@ -1,0 +1,133 @@
+"""Loss functions: each returns the mean loss (0-d array on the device) and, through
+``backward()``, the gradient of that loss with respect to its prediction input."""
+from __future__ import annotations
+
+from .backend import backend_of
+
+
+class Loss:
+    """Base of the losses: ``loss = loss_fn(prediction, target)``, then ``loss_fn.backward()``.
+
+    The gradient returned by ``backward`` is a buffer reused by the next call.
+    """
+
+    def __init__(self):
+        self._grad = None
+        self._buffers = {}
+
+    def __call__(self, prediction, target):
+        backend = backend_of(prediction)
+        backend.check_array(prediction, "prediction")
+        backend.check_array(target, "target")
+        if prediction.dtype.kind != "f":
+            raise TypeError(f"{type(self).__name__} expects floating-point predictions, got "
+                            f"{prediction.dtype}")
+        grad = self._grad_buffer(backend.xp, prediction)
+        loss = self.forward(backend, prediction, target, grad)
+        self._grad = grad
+        return loss
+
+    def _grad_buffer(self, xp, prediction):
+        buf = self._buffers.get("grad")
+        if buf is None or buf.shape != prediction.shape or buf.dtype != prediction.dtype \
+                or backend_of(buf) is not backend_of(prediction):
+            buf = xp.empty_like(prediction)
+            self._buffers["grad"] = buf
+        return buf
+
+    def forward(self, backend, prediction, target, grad):
+        """Return the mean loss and write d loss / d prediction into ``grad``."""
+        raise NotImplementedError
+
+    def backward(self):
+        """The gradient of the last loss with respect to the prediction."""
+        if self._grad is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before the loss was "
+                               f"computed: call loss_fn(prediction, target) first")
+        return self._grad
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+def check_class_targets(name, scores, labels):
+    """Validate (batch, classes) scores against integer labels of length batch."""
+    if scores.ndim != 2:
+        raise ValueError(f"{name} expects 2-D (batch, classes) input, got shape "
+                         f"{tuple(scores.shape)}")
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"{name} expects integer class labels, got dtype {labels.dtype}")
+    if labels.ndim != 1 or labels.shape[0] != scores.shape[0]:
+        raise ValueError(f"{name} expects {scores.shape[0]} labels (one per row of a batch of "
+                         f"{scores.shape[0]}), got labels of shape {tuple(labels.shape)}")
+
+
+class CrossEntropyLoss(Loss):
+    """Softmax + negative log-likelihood on raw logits (batch, classes) and integer labels,
+    averaged over the batch. Gradient: ``(softmax(z) - onehot(y)) / batch``.
+
+    ``last_correct`` holds the number of correctly classified rows of the last call (a 0-d
+    device array), computed in the same pass.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.last_correct = None
+
+    def forward(self, backend, logits, labels, grad):
+        check_class_targets("CrossEntropyLoss", logits, labels)
+        loss, self.last_correct = backend.ops.softmax_cross_entropy(logits, labels, grad)
+        return loss
+
+
+class NLLLoss(Loss):
+    """Negative log-likelihood of log-probabilities (e.g. ``LogSoftmax`` output) and integer
+    labels, averaged: ``-mean(logp[i, y_i])``; gradient ``-onehot(y) / batch``."""
+
+    def forward(self, backend, logp, labels, grad):
+        check_class_targets("NLLLoss", logp, labels)
+        backend.ops.check_labels(labels, logp.shape[1])
+        xp, batch = backend.xp, logp.shape[0]
+        rows = xp.arange(batch)
+        grad[...] = 0
+        grad[rows, labels] = -1.0 / batch
+        return -logp[rows, labels].mean()
+
+
+def _check_same_shape(name, prediction, target):
+    if prediction.shape != target.shape:
+        raise ValueError(f"{name} expects target of the prediction's shape "
+                         f"{tuple(prediction.shape)}, got {tuple(target.shape)}")
+
+
+class MSELoss(Loss):
+    """Mean squared error over all elements (regression, identity output);
+    gradient ``2 (prediction - target) / n``."""
+
+    def forward(self, backend, prediction, target, grad):
+        _check_same_shape("MSELoss", prediction, target)
+        backend.xp.subtract(prediction, target, out=grad)
+        loss = (grad * grad).mean()
+        grad *= 2.0 / grad.size
+        return loss
+
+
+class BCEWithLogitsLoss(Loss):
+    """Binary cross-entropy on logits (sigmoid output) with 0/1 float targets, averaged.
+
+    Computed stably as ``max(z, 0) - z t + log(1 + e^-|z|)``; gradient
+    ``(sigmoid(z) - t) / n``.
+    """
+
+    def forward(self, backend, logits, target, grad):
+        _check_same_shape("BCEWithLogitsLoss", logits, target)
+        xp = backend.xp
+        loss = (xp.maximum(logits, 0) - logits * target
+                + xp.log1p(xp.exp(-xp.abs(logits)))).mean()
+        xp.multiply(logits, 0.5, out=grad)
+        xp.tanh(grad, out=grad)
+        grad += 1
+        grad *= 0.5
+        grad -= target
+        grad *= 1.0 / grad.size
+        return loss.astype(logits.dtype)

@@ -1,0 +1,132 @@
+"""Reference implementation of every primitive, written once against ``self.xp``.
+
+With ``xp = numpy`` this is the CPU path; with ``xp = cupy`` it is the plain (unfused) CuPy
+path that the fused kernels in ``cupy_ops.py`` are checked and benchmarked against.
+
+Shapes follow the batch-first convention: ``x`` is (batch, in), ``weight`` is (out, in) as in
+the lecture's ``z = W a + b``, so a batch computes ``z = x @ W.T + b``. Outputs are written in
+place into caller-owned buffers (``out=`` and friends) so a training step allocates nothing
+after warm-up.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+class NumpyOps:
+    """The primitives of one training step; subclasses override what they accelerate."""
+
+    name = "numpy"
+
+    def __init__(self, xp=np):
+        self.xp = xp
+
+    # -- linear layers -------------------------------------------------------------------
+    def linear_forward(self, x, weight, bias, out):
+        """``out = x @ weight.T + bias`` (``bias`` may be None)."""
+        self.xp.matmul(x, weight.T, out=out)
+        if bias is not None:
+            out += bias
+        return out
+
+    def linear_relu_forward(self, x, weight, bias, out):
+        """``out = relu(x @ weight.T + bias)``: GEMM, bias and ReLU."""
+        self.linear_forward(x, weight, bias, out)
+        self.xp.maximum(out, 0, out=out)
+        return out
+
+    def linear_backward(self, grad_out, x, weight, grad_weight, grad_bias, grad_x=None):
+        """Chain rule through ``z = x W^T + b``: ``dW = dz^T x``, ``db = sum_batch dz``,
+        ``dx = dz W`` (skipped when ``grad_x`` is None, as for the first layer)."""
+        xp = self.xp
+        xp.matmul(grad_out.T, x, out=grad_weight)
+        if grad_bias is not None:
+            grad_out.sum(axis=0, out=grad_bias)
+        if grad_x is not None:
+            xp.matmul(grad_out, weight, out=grad_x)
+        return grad_x
+
+    def linear_relu_backward(self, grad_out, out, x, weight, grad_weight, grad_bias,
+                             grad_z, grad_x=None):
+        """Backward of :meth:`linear_relu_forward` given its saved ``out``.
+
+        The ReLU's local gradient is 1 where ``out > 0`` else 0, so ``grad_z = grad_out * mask``
+        (``sign(out)`` is exactly that mask, since ``out >= 0``); then as :meth:`linear_backward`.
+        """
+        xp = self.xp
+        xp.sign(out, out=grad_z)
+        grad_z *= grad_out
+        return self.linear_backward(grad_z, x, weight, grad_weight, grad_bias, grad_x)
+
+    # -- loss ----------------------------------------------------------------------------
+    def check_labels(self, labels, num_classes):
+        """Raise ValueError naming the first label outside ``[0, num_classes)``."""
+        xp = self.xp
+        bad = xp.flatnonzero((labels < 0) | (labels >= num_classes))
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(
+                f"label {int(labels[i])} at index {i} is out of range: expected labels in "
+                f"[0, {num_classes}) for {num_classes} classes"
+            )
+
+    def softmax_cross_entropy(self, logits, labels, grad):
+        """Mean softmax cross-entropy of ``logits`` (B, C) against int ``labels`` (B,).
+
+        Writes ``d loss / d logits = (softmax - onehot) / B`` into ``grad`` and returns
+        ``(loss, correct)``: the mean loss and the count of rows whose arg-max is the label,
+        both 0-d arrays on the device.
+        """
+        xp = self.xp
+        batch, num_classes = logits.shape
+        self.check_labels(labels, num_classes)
+        rows = xp.arange(batch)
+        row_max = logits.max(axis=1, keepdims=True)
+        correct = xp.count_nonzero(logits.argmax(axis=1) == labels)
+        xp.subtract(logits, row_max, out=grad)
+        true_shifted = grad[rows, labels]
+        xp.exp(grad, out=grad)
+        row_sum = grad.sum(axis=1, keepdims=True)
+        loss = (xp.log(row_sum[:, 0]) - true_shifted).mean()
+        grad /= row_sum
+        grad[rows, labels] -= 1
+        grad *= 1.0 / batch
+        return loss.astype(logits.dtype), xp.asarray(correct)
+
+    # -- optimizer updates over the flat parameter buffer --------------------------------
+    def sgd_update(self, param, grad, velocity, lr, *, momentum, weight_decay, nesterov):
+        """One SGD step in place; ``lr`` is a 1-element device array.
+
+        ``g = grad + wd * param``; with momentum ``v = momentum * v + g`` and the step uses
+        ``v`` (or ``g + momentum * v`` for Nesterov); ``param -= lr * step``.
+        """
+        xp = self.xp
+        step = grad
+        if weight_decay:
+            step = grad + weight_decay * param
+        if momentum:
+            velocity *= momentum
+            velocity += step
+            step = step + momentum * velocity if nesterov else velocity
+        param -= lr * step
+
+    def adam_update(self, param, grad, exp_avg, exp_avg_sq, lr, step, *, beta1, beta2, eps,
+                    weight_decay, decoupled):
+        """One Adam (``decoupled=False``) or AdamW (``decoupled=True``) step in place.
+
+        ``lr`` and ``step`` (already incremented) are 1-element device arrays.
+        """
+        xp = self.xp
+        if weight_decay and decoupled:
+            param *= 1 - lr * weight_decay
+        elif weight_decay:
+            grad = grad + weight_decay * param
+        exp_avg *= beta1
+        exp_avg += (1 - beta1) * grad
+        exp_avg_sq *= beta2
+        exp_avg_sq += (1 - beta2) * grad * grad
+        bias1 = 1 - beta1 ** step
+        bias2 = 1 - beta2 ** step
+        denom = xp.sqrt(exp_avg_sq / bias2)
+        denom += eps
+        param -= (lr / bias1) * exp_avg / denom

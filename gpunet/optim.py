@@ -1,0 +1,168 @@
+"""Optimizers over the flat parameter buffer: one update call per step for all parameters.
+
+Full-batch GD, SGD and mini-batch GD are the same optimizer fed batches of different sizes.
+The learning rate and the step count live in 1-element device arrays, so an update needs no
+host synchronisation (and a captured CUDA graph can read them).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .backend import backend_of, to_numpy
+from .parameter import flatten_parameters
+
+
+class Optimizer:
+    """Holds the parameters (packed into one flat buffer) and the update's state."""
+
+    buffer_names: tuple = ()
+
+    def __init__(self, params, lr):
+        params = list(params)
+        if not params:
+            raise ValueError(f"{type(self).__name__} got an empty parameter list; pass "
+                             f"model.parameters() of a model that has parameters")
+        self.backend = backend_of(params[0].data)
+        xp = self.backend.xp
+        self.flat = flatten_parameters(params, xp)
+        dtype = self.flat.data.dtype
+        self._lr = xp.zeros(1, dtype=dtype)
+        self._step = xp.zeros(1, dtype=dtype)
+        self.step_count = 0
+        self.lr = lr
+        self.buffers = {name: xp.zeros_like(self.flat.data) for name in self.buffer_names}
+
+    @property
+    def lr(self) -> float:
+        """The learning rate (settable, e.g. by a schedule)."""
+        return self._lr_value
+
+    @lr.setter
+    def lr(self, value):
+        _check_range("lr", value, 0, None)
+        self._lr_value = float(value)
+        self._lr.fill(self._lr_value)
+
+    def _check_flat(self):
+        if self.flat.params[0].flat is not self.flat:
+            raise RuntimeError(
+                f"the parameters of this {type(self).__name__} were moved or re-packed "
+                f"(model.to(...) after the optimizer was created); create the optimizer "
+                f"after moving the model"
+            )
+
+    def step(self):
+        """Update every parameter from its ``grad`` (one fused update over the flat buffer)."""
+        self._check_flat()
+        self.step_count += 1
+        self._step += 1
+        self._update()
+
+    def _update(self):
+        raise NotImplementedError
+
+    def zero_grad(self):
+        """Set every gradient to zero (optional: ``backward`` overwrites gradients)."""
+        self.flat.grad.fill(0)
+
+    def hyperparameters(self) -> dict:
+        """The constructor's keyword arguments other than ``lr``."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        """Plain values and NumPy arrays: ``type``, ``lr``, ``step``, hyperparameters and
+        the state buffers (``buffer.NAME``), portable between backends."""
+        state = {"type": type(self).__name__, "lr": self.lr, "step": self.step_count}
+        state.update(self.hyperparameters())
+        for name, buf in self.buffers.items():
+            state[f"buffer.{name}"] = to_numpy(buf).copy()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore from :meth:`state_dict` output (any backend)."""
+        if state.get("type") != type(self).__name__:
+            raise ValueError(f"optimizer state is for {state.get('type')!r}, this optimizer "
+                             f"is {type(self).__name__!r}")
+        for name, buf in self.buffers.items():
+            key = f"buffer.{name}"
+            if key not in state:
+                raise KeyError(f"optimizer state lacks {key!r}")
+            value = np.asarray(state[key])
+            if value.shape != tuple(buf.shape):
+                raise ValueError(f"optimizer state {key!r} has shape {value.shape}, the "
+                                 f"parameters need {tuple(buf.shape)}")
+        for name, buf in self.buffers.items():
+            buf[...] = self.backend.asarray(state[f"buffer.{name}"], dtype=buf.dtype)
+        self.lr = state["lr"]
+        self.step_count = int(state["step"])
+        self._step.fill(self.step_count)
+
+
+def _check_range(name, value, low, high, *, high_open=True):
+    ok = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
+    if ok:
+        ok = value >= low and (high is None or (value < high if high_open else value <= high))
+    if not ok:
+        bounds = f">= {low}" if high is None else f"in [{low}, {high}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must be a number {bounds}, got {value!r}")
+    return float(value)
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent: ``p -= lr * g``, with optional (Nesterov) momentum and
+    L2 weight decay added to the gradient."""
+
+    def __init__(self, params, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+        self.momentum = _check_range("momentum", momentum, 0, 1)
+        self.weight_decay = _check_range("weight_decay", weight_decay, 0, None)
+        self.nesterov = bool(nesterov)
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov=True needs momentum > 0, got momentum=0")
+        self.buffer_names = ("momentum",) if self.momentum else ()
+        super().__init__(params, lr)
+
+    def hyperparameters(self):
+        return {"momentum": self.momentum, "nesterov": self.nesterov,
+                "weight_decay": self.weight_decay}
+
+    def _update(self):
+        self.backend.ops.sgd_update(
+            self.flat.data, self.flat.grad, self.buffers.get("momentum"), self._lr,
+            momentum=self.momentum, weight_decay=self.weight_decay, nesterov=self.nesterov)
+
+
+class Adam(Optimizer):
+    """Adam: bias-corrected first and second moment estimates of the gradient; weight
+    decay is L2 added to the gradient."""
+
+    buffer_names = ("exp_avg", "exp_avg_sq")
+    decoupled = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+        self.beta1 = _check_range("betas[0]", betas[0], 0, 1)
+        self.beta2 = _check_range("betas[1]", betas[1], 0, 1)
+        self.eps = _check_range("eps", eps, 0, None)
+        self.weight_decay = _check_range("weight_decay", weight_decay, 0, None)
+        super().__init__(params, lr)
+
+    def hyperparameters(self):
+        return {"betas": (self.beta1, self.beta2), "eps": self.eps,
+                "weight_decay": self.weight_decay}
+
+    def _update(self):
+        self.backend.ops.adam_update(
+            self.flat.data, self.flat.grad, self.buffers["exp_avg"],
+            self.buffers["exp_avg_sq"], self._lr, self._step, beta1=self.beta1,
+            beta2=self.beta2, eps=self.eps, weight_decay=self.weight_decay,
+            decoupled=self.decoupled)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay: ``p *= 1 - lr * weight_decay`` each step."""
+
+    decoupled = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+        super().__init__(params, lr, betas, eps, weight_decay)
