@@ -61,6 +61,11 @@ class Backend:
             self._ops = self._ops_factory()
         return self._ops
 
+    @ops.setter
+    def ops(self, ops):
+        """Swap the ops implementation (benchmarks compare fused and unfused variants)."""
+        self._ops = ops
+
     def _refresh_rngs(self) -> None:
         if self._rng_generation != _seed_state.generation:
             seed = _seed_state.seed

@@ -70,6 +70,10 @@ class NumpyOps:
                 f"[0, {num_classes}) for {num_classes} classes"
             )
 
+    def check_errors(self):
+        """Raise any error a device kernel flagged since the last check (none here: the
+        reference ops raise at once). Called wherever a loss is read back to the host."""
+
     def softmax_cross_entropy(self, logits, labels, grad):
         """Mean softmax cross-entropy of ``logits`` (B, C) against int ``labels`` (B,).
 
