@@ -259,6 +259,7 @@ class Dropout(Module):
         mask = self._buffer("mask", x.shape)
         mask[...] = self.backend.uniform(x.shape, self.dtype) >= self.p
         mask *= 1.0 / (1.0 - self.p)
+        self._mask = mask
         out = self._buffer("out", x.shape)
         self.backend.xp.multiply(x, mask, out=out)
         return out

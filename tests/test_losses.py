@@ -1,0 +1,87 @@
+"""Losses: float64 gradient checks, values against direct formulas, label validation."""
+import numpy as np
+import pytest
+
+import gpunet as gn
+
+
+def _arr(backend, a, dtype=np.float64):
+    return backend.asarray(a, dtype=dtype)
+
+
+def test_losses_pass_gradcheck(backend, rng):
+    logits = _arr(backend, rng.standard_normal((6, 4)))
+    labels = _arr(backend, rng.integers(0, 4, 6), dtype=np.int64)
+    assert gn.gradcheck(gn.CrossEntropyLoss(), logits, labels)
+    logp = _arr(backend, rng.standard_normal((6, 4)))
+    assert gn.gradcheck(gn.NLLLoss(), logp, labels)
+    pred, target = (_arr(backend, rng.standard_normal((6, 2))) for _ in range(2))
+    assert gn.gradcheck(gn.MSELoss(), pred, target)
+    binary = _arr(backend, rng.integers(0, 2, (6, 1)))
+    assert gn.gradcheck(gn.BCEWithLogitsLoss(), _arr(backend, rng.standard_normal((6, 1))),
+                        binary)
+
+
+def test_cross_entropy_value_gradient_and_correct_count(backend, rng):
+    z = rng.standard_normal((8, 5)).astype(np.float32)
+    y = rng.integers(0, 5, 8)
+    loss_fn = gn.CrossEntropyLoss()
+    loss = loss_fn(_arr(backend, z, np.float32), _arr(backend, y, np.int64))
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    assert loss.shape == ()
+    np.testing.assert_allclose(float(loss), -np.log(p[np.arange(8), y]).mean(), rtol=1e-5)
+    onehot = np.eye(5)[y]
+    np.testing.assert_allclose(gn.to_numpy(loss_fn.backward()), (p - onehot) / 8, atol=1e-7)
+    assert int(loss_fn.last_correct) == int((z.argmax(1) == y).sum())
+
+
+def test_cross_entropy_equals_logsoftmax_then_nll(rng):
+    z = rng.standard_normal((7, 3))
+    y = rng.integers(0, 3, 7)
+    ce = float(gn.CrossEntropyLoss()(z, y))
+    nll = float(gn.NLLLoss()(gn.LogSoftmax(dtype="float64")(z), y))
+    np.testing.assert_allclose(ce, nll, rtol=1e-12)
+
+
+def test_cross_entropy_survives_extreme_logits():
+    z = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, -1e4]], np.float32)
+    loss_fn = gn.CrossEntropyLoss()
+    loss = loss_fn(z, np.array([1, 2]))
+    assert np.isfinite(float(loss)) and np.isfinite(loss_fn.backward()).all()
+    np.testing.assert_allclose(float(loss), (2e4 + np.log(3)) / 2, rtol=1e-5)
+
+
+def test_mse_and_bce_values(rng):
+    a, b = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+    np.testing.assert_allclose(float(gn.MSELoss()(a, b)), ((a - b) ** 2).mean())
+    z = np.array([[-800.0], [0.0], [800.0]])
+    t = np.array([[0.0], [1.0], [0.0]])
+    expected = np.mean([0.0, np.log(2), 800.0])
+    np.testing.assert_allclose(float(gn.BCEWithLogitsLoss()(z, t)), expected)
+
+
+@pytest.mark.parametrize("loss_cls", [gn.CrossEntropyLoss, gn.NLLLoss])
+def test_label_errors_name_the_problem(loss_cls):
+    loss_fn = loss_cls()
+    z = np.zeros((3, 4), np.float32)
+    with pytest.raises(TypeError, match="integer class labels, got dtype float64"):
+        loss_fn(z, np.array([0.0, 1.0, 2.0]))
+    with pytest.raises(ValueError, match="label 4 at index 1 is out of range.*\\[0, 4\\)"):
+        loss_fn(z, np.array([0, 4, 1]))
+    with pytest.raises(ValueError, match="label -1 at index 0"):
+        loss_fn(z, np.array([-1, 0, 1]))
+    with pytest.raises(ValueError, match="expects 3 labels.*shape \\(2,\\)"):
+        loss_fn(z, np.array([0, 1]))
+    with pytest.raises(ValueError, match="2-D \\(batch, classes\\) input, got shape \\(3,\\)"):
+        loss_fn(np.zeros(3, np.float32), np.array([0, 1, 2]))
+
+
+def test_regression_losses_check_shapes():
+    with pytest.raises(ValueError, match="target of the prediction's shape \\(3, 1\\), got \\(3,\\)"):
+        gn.MSELoss()(np.zeros((3, 1)), np.zeros(3))
+
+
+def test_backward_before_loss_is_an_error():
+    with pytest.raises(RuntimeError, match="before the loss was computed"):
+        gn.CrossEntropyLoss().backward()
