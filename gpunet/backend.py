@@ -6,6 +6,7 @@ and only lazily, so a machine without CuPy (or with CuPy but no GPU) runs the CP
 """
 from __future__ import annotations
 
+import ctypes
 import functools
 
 import numpy as np
@@ -118,6 +119,15 @@ def _cupy_ops():
     return CupyOps()
 
 
+def _driver_loads() -> bool:
+    """Whether the NVIDIA driver library can be loaded at all."""
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False
+    return True
+
+
 @functools.lru_cache(maxsize=None)
 def gpu_status() -> tuple[bool, str]:
     """Probe once whether CuPy imports and a CUDA device answers: ``(ok, reason)``."""
@@ -133,6 +143,8 @@ def gpu_status() -> tuple[bool, str]:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:
         text = str(exc)
+        if not _driver_loads():
+            return False, "no NVIDIA driver is installed (libcuda.so.1 cannot be loaded)"
         if "InsufficientDriver" in text or "driver version is insufficient" in text:
             return False, f"the NVIDIA driver is too old for this CuPy build ({text})"
         return False, f"no CUDA device answers ({text})"
@@ -144,6 +156,36 @@ def gpu_status() -> tuple[bool, str]:
     except Exception as exc:
         return False, f"the CUDA device does not work through CuPy ({exc})"
     return True, "ok"
+
+
+def _require_gpu(what: str) -> None:
+    ok, reason = gpu_status()
+    if not ok:
+        raise BackendUnavailable(f"{what} needs the GPU backend, which is unavailable: {reason}")
+
+
+def set_tf32(enabled: bool) -> None:
+    """Let cuBLAS run float32 GEMMs on TF32 tensor cores (faster, ~1e-3 relative error).
+
+    Off by default so the GPU matches the CPU; ``CUPY_TF32=1`` in the environment (read by
+    CuPy at the first GEMM) also turns it on. The fused kernels always compute in float32.
+    """
+    if not isinstance(enabled, bool):
+        raise TypeError(f"set_tf32 expects True or False, got {enabled!r}")
+    _require_gpu("set_tf32")
+    from cupy import _core
+    from cupy._core import _routines_linalg as linalg
+
+    mode = linalg.COMPUTE_TYPE_TF32 if enabled else linalg.COMPUTE_TYPE_DEFAULT
+    _core.set_compute_type(np.float32, mode)
+
+
+def warmup() -> None:
+    """Compile every GPU kernel now (CuPy caches them on disk), e.g. before timing."""
+    _require_gpu("warmup")
+    from .ops.kernels import warmup as compile_all_kernels
+
+    compile_all_kernels()
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,0 +1,255 @@
+"""Device benchmark: each fused kernel against its unfused CuPy version, plus the GEMM routes.
+
+Times with CUDA events (warm-up, then the median of several samples, each a batch of calls),
+reports each kernel's achieved bandwidth (bytes read + written / time) against a measured
+device-to-device copy, times cuBLAS (+ epilogue) against the tiled GEMM at the lecture's
+layer shapes for batch sizes 32 to 65536 and prints the GEMM_ROUTES table those timings
+suggest, and times a whole training step with the fused and the unfused ops.
+Run from the source tree: ``python benchmarks/gpu_check.py --out result.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import statistics
+import time
+
+import cupy
+import numpy as np
+
+import gpunet as gn
+from gpunet.ops import cupy_ops
+from gpunet.ops.cupy_ops import CupyOps
+from gpunet.ops.numpy_ops import NumpyOps
+
+LAYERS = [(784, 512), (512, 512), (512, 10)]  # the lecture's 784-512-512-10 MLP
+GEMM_BATCHES = [32, 128, 512, 2048, 8192, 32768, 65536]
+KERNEL_BATCH = 65536
+STEP_BATCHES = [256, 4096, 65536]
+
+
+def log(text):
+    print(text, flush=True)
+
+
+def time_ms(fn, samples=9, calls=10, warmup=3):
+    """Median milliseconds per call of ``fn`` over ``samples`` event-timed batches."""
+    for _ in range(warmup):
+        fn()
+    stream = cupy.cuda.get_current_stream()
+    start, end = cupy.cuda.Event(), cupy.cuda.Event()
+    times = []
+    for _ in range(samples):
+        start.record(stream)
+        for _ in range(calls):
+            fn()
+        end.record(stream)
+        end.synchronize()
+        times.append(cupy.cuda.get_elapsed_time(start, end) / calls)
+    return statistics.median(times)
+
+
+def device_info():
+    runtime = cupy.cuda.runtime
+    props = runtime.getDeviceProperties(0)
+    from cupy_backends.cuda.libs import nvrtc
+
+    return {
+        "name": props["name"].decode() if isinstance(props["name"], bytes) else props["name"],
+        "compute_capability": cupy.cuda.Device(0).compute_capability,
+        "multiprocessors": props["multiProcessorCount"],
+        "l2_bytes": props["l2CacheSize"],
+        "memory_bytes": props["totalGlobalMem"],
+        "cupy": cupy.__version__,
+        "cuda_runtime": runtime.runtimeGetVersion(),
+        "cuda_driver": runtime.driverGetVersion(),
+        "nvrtc": ".".join(map(str, nvrtc.getVersion())),
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def copy_bandwidth():
+    """Device-to-device copy of 512 MiB: GB/s counting bytes read + written."""
+    nbytes = 512 * 2**20
+    src, dst = cupy.ones(nbytes // 4, np.float32), cupy.empty(nbytes // 4, np.float32)
+    stream = cupy.cuda.get_current_stream()
+    ms = time_ms(lambda: dst.data.copy_from_device_async(src.data, nbytes, stream), calls=5)
+    return 2 * nbytes / ms / 1e6
+
+
+def rand(*shape, dtype=np.float32):
+    return cupy.random.standard_normal(shape, dtype=np.float32).astype(dtype, copy=False)
+
+
+def kernel_cases(fused, unfused, batch):
+    """(name, shape, bytes moved by the fused kernel, fused call, unfused call)."""
+    n_in, n_out = LAYERS[0]
+    out, bias, grad = rand(batch, n_out), rand(n_out), rand(batch, n_out)
+    saved, grad_z, grad_bias = cupy.maximum(rand(batch, n_out), 0), rand(batch, n_out), rand(n_out)
+    classes = LAYERS[-1][1]
+    logits, labels = rand(batch, classes), cupy.random.randint(0, classes, batch)
+    logit_grad = cupy.empty_like(logits)
+    size = sum(a * b + b for a, b in LAYERS)
+    param, pgrad, v, m, lr, step = (rand(size), rand(size), rand(size), rand(size),
+                                    cupy.full(1, 1e-3, np.float32), cupy.ones(1, np.float32))
+    v2 = cupy.abs(rand(size))
+    f4, e = 4, batch * n_out
+    sgd = dict(momentum=0.9, weight_decay=1e-4, nesterov=False)
+    adam = dict(beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01, decoupled=True)
+
+    def unfused_bias_relu():
+        out.__iadd__(bias)
+        cupy.maximum(out, 0, out=out)
+
+    def unfused_mask_bias_grad():
+        cupy.sign(saved, out=grad_z)
+        grad_z.__imul__(grad)
+        grad_z.sum(axis=0, out=grad_bias)
+
+    return [
+        ("bias_relu_epilogue", (batch, n_out), f4 * (2 * e + n_out),
+         lambda: fused._bias_act(out, bias, True), unfused_bias_relu),
+        ("relu_mask_bias_grad", (batch, n_out), f4 * (3 * e + n_out),
+         lambda: fused._bias_grad(grad, saved, grad_z, grad_bias), unfused_mask_bias_grad),
+        ("softmax_cross_entropy", (batch, classes), f4 * 2 * batch * classes + 8 * batch,
+         lambda: fused.softmax_cross_entropy(logits, labels, logit_grad),
+         lambda: unfused.softmax_cross_entropy(logits, labels, logit_grad)),
+        ("sgd_momentum_update", (size,), f4 * 5 * size,
+         lambda: fused.sgd_update(param, pgrad, v, lr, **sgd),
+         lambda: unfused.sgd_update(param, pgrad, v, lr, **sgd)),
+        ("adamw_update", (size,), f4 * 7 * size,
+         lambda: fused.adam_update(param, pgrad, m, v2, lr, step, **adam),
+         lambda: unfused.adam_update(param, pgrad, m, v2, lr, step, **adam)),
+    ]
+
+
+def bench_kernels(copy_gbps):
+    fused, unfused = CupyOps(), NumpyOps(cupy)
+    rows = []
+    for name, shape, nbytes, fused_fn, unfused_fn in kernel_cases(fused, unfused, KERNEL_BATCH):
+        fused_ms, unfused_ms = time_ms(fused_fn), time_ms(unfused_fn)
+        gbps = nbytes / fused_ms / 1e6
+        rows.append({"kernel": name, "shape": list(shape), "bytes": nbytes,
+                     "fused_ms": fused_ms, "unfused_ms": unfused_ms,
+                     "speedup": unfused_ms / fused_ms, "fused_GBps": gbps,
+                     "fraction_of_copy": gbps / copy_gbps})
+        log(f"{name:24s} {str(shape):14s} fused {fused_ms * 1e3:9.1f} us  unfused "
+            f"{unfused_ms * 1e3:9.1f} us  x{unfused_ms / fused_ms:5.2f}  {gbps:7.0f} GB/s "
+            f"({100 * gbps / copy_gbps:4.0f}% of copy)")
+    return rows
+
+
+def gemm_products(ops, batch, n_in, n_out):
+    """The three products of one layer as (name, M*N*K, call) for ``ops``' routing."""
+    x, w, b = rand(batch, n_in), rand(n_out, n_in), rand(n_out)
+    out, dz, dw, dx = rand(batch, n_out), rand(batch, n_out), rand(n_out, n_in), rand(batch, n_in)
+    work = batch * n_in * n_out
+    return [("forward_bias_relu", work, lambda: ops.linear_relu_forward(x, w, b, out)),
+            ("weight_grad", work, lambda: ops._gemm(dz, x, dw, True, False)),
+            ("input_grad", work, lambda: ops._gemm(dz, w, dx, False, False))]
+
+
+def bench_gemm():
+    rows = []
+    for n_in, n_out in LAYERS:
+        for batch in GEMM_BATCHES:
+            timings = {}
+            for route in ("cublas", "tiled"):
+                ops = CupyOps()
+                ops.gemm_routes = ((math.inf, route),)
+                for product, work, fn in gemm_products(ops, batch, n_in, n_out):
+                    timings.setdefault(product, {"work": work})[route] = time_ms(fn, samples=5)
+            for product, t in timings.items():
+                winner = min(("cublas", "tiled"), key=t.get)
+                rows.append({"product": product, "layer": [n_in, n_out], "batch": batch,
+                             "work": t["work"], "cublas_ms": t["cublas"],
+                             "tiled_ms": t["tiled"], "winner": winner,
+                             "tiled_GFLOPs": 2 * t["work"] / t["tiled"] / 1e6,
+                             "cublas_GFLOPs": 2 * t["work"] / t["cublas"] / 1e6})
+                log(f"gemm {product:17s} {n_in:4d}x{n_out:<4d} batch {batch:6d}  cuBLAS "
+                    f"{t['cublas'] * 1e3:9.1f} us  tiled {t['tiled'] * 1e3:9.1f} us  -> {winner}")
+    return rows
+
+
+def suggest_routes(rows):
+    """Runs of equal winners in order of work, as GEMM_ROUTES (upper bound, route) pairs.
+
+    A bound sits halfway (geometrically) between the last point of a run and the next
+    point; the last run is open-ended. Mixed verdicts at equal work go to cuBLAS, and a
+    trailing cuBLAS run is left out (cuBLAS is the default).
+    """
+    by_work = {}
+    for r in rows:
+        by_work.setdefault(r["work"], set()).add(r["winner"])
+    points = sorted((w, "tiled" if v == {"tiled"} else "cublas") for w, v in by_work.items())
+    routes = []
+    for (work, route), nxt in zip(points, points[1:] + [None]):
+        if nxt is not None and nxt[1] == route:
+            continue
+        bound = math.inf if nxt is None else math.sqrt(work * nxt[0])
+        routes.append((bound, route))
+    if routes and routes[-1][1] == "cublas":
+        routes.pop()
+    return routes
+
+
+def bench_train_step():
+    rows = []
+    backend = gn.get_backend("gpu")
+    for batch in STEP_BATCHES:
+        gn.manual_seed(0)
+        model = gn.Sequential(gn.Linear(784, 512), gn.ReLU(), gn.Linear(512, 512), gn.ReLU(),
+                              gn.Linear(512, 10)).to("gpu")
+        opt = gn.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        loss_fn = gn.CrossEntropyLoss()
+        x, y = rand(batch, 784), cupy.random.randint(0, 10, batch)
+
+        def step():
+            loss_fn(model(x), y)
+            model.backward(loss_fn.backward(), input_grad=False)
+            opt.step()
+
+        timings = {}
+        for variant, ops in (("fused", CupyOps()), ("unfused", NumpyOps(cupy))):
+            backend.ops = ops
+            timings[variant] = time_ms(step, samples=5, calls=5)
+        backend.ops = CupyOps()
+        rows.append({"batch": batch, "fused_ms": timings["fused"],
+                     "unfused_ms": timings["unfused"],
+                     "speedup": timings["unfused"] / timings["fused"],
+                     "fused_samples_per_s": batch / timings["fused"] * 1e3})
+        log(f"train step batch {batch:6d}  fused {timings['fused']:8.3f} ms  unfused "
+            f"{timings['unfused']:8.3f} ms  x{timings['unfused'] / timings['fused']:5.2f}")
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="where to write the JSON result")
+    args = parser.parse_args()
+    info = device_info()
+    log(json.dumps(info))
+    started = time.perf_counter()
+    gn.warmup()
+    compile_s = time.perf_counter() - started
+    log(f"warmup (compile or load from CuPy's cache): {compile_s:.2f} s")
+    copy_gbps = copy_bandwidth()
+    log(f"device-to-device copy: {copy_gbps:.0f} GB/s (read + written)")
+    result = {"device": info, "warmup_s": compile_s, "copy_GBps": copy_gbps,
+              "current_gemm_routes": [list(r) for r in cupy_ops.GEMM_ROUTES],
+              "kernels": bench_kernels(copy_gbps)}
+    result["gemm"] = bench_gemm()
+    result["suggested_gemm_routes"] = [[b if b != math.inf else "inf", r]
+                                       for b, r in suggest_routes(result["gemm"])]
+    log(f"suggested GEMM_ROUTES: {result['suggested_gemm_routes']}")
+    result["train_step"] = bench_train_step()
+    result["total_s"] = time.perf_counter() - started
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=1)
+    log(f"wrote {args.out} ({result['total_s']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+// Fused optimizer updates over the flat float32 parameter buffer: one launch per step for
+// every parameter. The learning rate and the step count are read from 1-element device arrays
+// (incremented on the device by the optimizer), so a step needs no host synchronisation and
+// can later be captured in a CUDA graph.
+//
+// The first n4 elements are processed as float4 (the host passes n4 = n / 4 only when every
+// pointer is 16-byte aligned, else 0); a scalar loop takes the rest. Grid-stride loops.
+// No headers: everything used here is an NVRTC built-in.
+
+struct SgdArgs {
+    float lr, momentum, weight_decay;
+    bool use_momentum, nesterov;
+};
+
+// g = grad + wd * p; v = momentum * v + g; step = nesterov ? g + momentum * v : v; p -= lr * step
+__device__ __forceinline__ void sgd_one(float& p, float grad, float& v, const SgdArgs& a)
+{
+    const float g = grad + a.weight_decay * p;
+    float step = g;
+    if (a.use_momentum) {
+        v = a.momentum * v + g;
+        step = a.nesterov ? g + a.momentum * v : v;
+    }
+    p -= a.lr * step;
+}
+
+// `velocity` may be null when momentum == 0 (then it is never touched).
+__global__ void sgd_update(float* __restrict__ param, const float* __restrict__ grad,
+                           float* __restrict__ velocity, const float* __restrict__ lr,
+                           long long n, long long n4, float momentum, float weight_decay,
+                           int nesterov)
+{
+    SgdArgs a;
+    a.lr = lr[0];
+    a.momentum = momentum;
+    a.weight_decay = weight_decay;
+    a.use_momentum = momentum != 0.f;
+    a.nesterov = nesterov != 0;
+    const long long stride = (long long)gridDim.x * blockDim.x;
+    const long long start = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    float4* p4 = reinterpret_cast<float4*>(param);
+    const float4* g4 = reinterpret_cast<const float4*>(grad);
+    float4* v4 = reinterpret_cast<float4*>(velocity);
+    for (long long i = start; i < n4; i += stride) {
+        float4 p = p4[i];
+        const float4 g = g4[i];
+        float4 v = a.use_momentum ? v4[i] : make_float4(0.f, 0.f, 0.f, 0.f);
+        sgd_one(p.x, g.x, v.x, a);
+        sgd_one(p.y, g.y, v.y, a);
+        sgd_one(p.z, g.z, v.z, a);
+        sgd_one(p.w, g.w, v.w, a);
+        p4[i] = p;
+        if (a.use_momentum) v4[i] = v;
+    }
+    for (long long i = 4 * n4 + start; i < n; i += stride) {
+        float v = a.use_momentum ? velocity[i] : 0.f;
+        sgd_one(param[i], grad[i], v, a);
+        if (a.use_momentum) velocity[i] = v;
+    }
+}
+
+struct AdamArgs {
+    float lr, beta1, beta2, one_minus_beta1, one_minus_beta2, eps, weight_decay;
+    float lr_over_bias1, bias2;
+    bool decoupled;
+};
+
+// AdamW: p *= 1 - lr * wd; Adam: g += wd * p. Then the moment updates and
+// p -= (lr / (1 - beta1^t)) * m / (sqrt(v / (1 - beta2^t)) + eps).
+__device__ __forceinline__ void adam_one(float& p, float grad, float& m, float& v,
+                                         const AdamArgs& a)
+{
+    float g = grad;
+    if (a.decoupled) {
+        p *= 1.f - a.lr * a.weight_decay;
+    } else {
+        g += a.weight_decay * p;
+    }
+    m = a.beta1 * m + a.one_minus_beta1 * g;
+    v = a.beta2 * v + a.one_minus_beta2 * g * g;
+    p -= a.lr_over_bias1 * m / (sqrtf(v / a.bias2) + a.eps);
+}
+
+__global__ void adam_update(float* __restrict__ param, const float* __restrict__ grad,
+                            float* __restrict__ exp_avg, float* __restrict__ exp_avg_sq,
+                            const float* __restrict__ lr, const float* __restrict__ step,
+                            long long n, long long n4, float beta1, float beta2,
+                            float one_minus_beta1, float one_minus_beta2, float eps,
+                            float weight_decay, int decoupled)
+{
+    AdamArgs a;
+    a.lr = lr[0];
+    a.beta1 = beta1;
+    a.beta2 = beta2;
+    a.one_minus_beta1 = one_minus_beta1;
+    a.one_minus_beta2 = one_minus_beta2;
+    a.eps = eps;
+    a.weight_decay = weight_decay;
+    a.decoupled = decoupled != 0;
+    const float t = step[0];
+    a.lr_over_bias1 = a.lr / (1.f - powf(beta1, t));
+    a.bias2 = 1.f - powf(beta2, t);
+    const long long stride = (long long)gridDim.x * blockDim.x;
+    const long long start = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    float4* p4 = reinterpret_cast<float4*>(param);
+    const float4* g4 = reinterpret_cast<const float4*>(grad);
+    float4* m4 = reinterpret_cast<float4*>(exp_avg);
+    float4* v4 = reinterpret_cast<float4*>(exp_avg_sq);
+    for (long long i = start; i < n4; i += stride) {
+        float4 p = p4[i], m = m4[i], v = v4[i];
+        const float4 g = g4[i];
+        adam_one(p.x, g.x, m.x, v.x, a);
+        adam_one(p.y, g.y, m.y, v.y, a);
+        adam_one(p.z, g.z, m.z, v.z, a);
+        adam_one(p.w, g.w, m.w, v.w, a);
+        p4[i] = p;
+        m4[i] = m;
+        v4[i] = v;
+    }
+    for (long long i = 4 * n4 + start; i < n; i += stride) {
+        adam_one(param[i], grad[i], exp_avg[i], exp_avg_sq[i], a);
+    }
+}

@@ -1,0 +1,150 @@
+// Fused softmax cross-entropy over (rows, classes) float32 logits and integer labels.
+//
+// One warp per row: an online max / sum-of-exponentials pass (logits read from memory once;
+// the gradient pass re-reads the row from cache), the arg-max (first index on ties, as numpy),
+// the row's loss, and the gradient (softmax - onehot) / batch written in place of `grad`.
+// A second kernel reduces the per-row losses and hits in a fixed order (deterministic mean).
+// Labels outside [0, classes) are never used as indices: the row records an error instead.
+// No headers: everything used here is an NVRTC built-in.
+
+#define WARP 32
+#define ROWS_PER_BLOCK 8  // block = ROWS_PER_BLOCK warps
+#define NO_ERROR 0xffffffffffffffffULL
+
+__device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000); }
+__device__ __forceinline__ float quiet_nan() { return __int_as_float(0x7fc00000); }
+
+// Record a bad label: the error word keeps the smallest (index << 32 | label) seen, so the
+// host can name the first bad index and its label (clamped to int32).
+__device__ __forceinline__ void record_bad_label(unsigned long long* err, long long index,
+                                                 long long label)
+{
+    const long long lo = -2147483647LL - 1, hi = 2147483647LL;
+    const long long clamped = label < lo ? lo : (label > hi ? hi : label);
+    const unsigned long long word =
+        ((unsigned long long)index << 32) | (unsigned long long)(unsigned int)(int)clamped;
+    atomicMin(err, word);
+}
+
+// Add x to the running (max m, sum s of exp(v - m)); x == m covers a row of -inf.
+__device__ __forceinline__ void lse_add(float& m, float& s, float x)
+{
+    if (x > m) {
+        s = s * expf(m - x) + 1.f;
+        m = x;
+    } else {
+        s += (x == m) ? 1.f : expf(x - m);
+    }
+}
+
+// Merge two (max, sum) states; a state with m == the merged max needs no rescaling.
+__device__ __forceinline__ void lse_merge(float& m, float& s, float m2, float s2)
+{
+    const float mm = fmaxf(m, m2);
+    s = (m == mm ? s : s * expf(m - mm)) + (m2 == mm ? s2 : s2 * expf(m2 - mm));
+    m = mm;
+}
+
+// Keep the larger value; on ties (and for lanes that saw nothing, index -1) the first index.
+__device__ __forceinline__ void argmax_merge(float& v, int& i, float v2, int i2)
+{
+    if (i2 >= 0 && (i < 0 || v2 > v || (v2 == v && i2 < i))) {
+        v = v2;
+        i = i2;
+    }
+}
+
+template <typename L>
+__global__ void softmax_xent_rows(const float* __restrict__ logits, const L* __restrict__ labels,
+                                  float* __restrict__ grad, float* __restrict__ row_loss,
+                                  int* __restrict__ row_hit, unsigned long long* err,
+                                  int rows, int classes, float inv_batch)
+{
+    const int lane = threadIdx.x % WARP;
+    const int warp = threadIdx.x / WARP;
+    for (int row = blockIdx.x * ROWS_PER_BLOCK + warp; row < rows;
+         row += gridDim.x * ROWS_PER_BLOCK) {
+        const float* x = logits + (long long)row * classes;
+        float* g = grad + (long long)row * classes;
+        const long long label = (long long)labels[row];  // the same for the whole warp
+        if (label < 0 || label >= classes) {
+            if (lane == 0) {
+                record_bad_label(err, row, label);
+                row_loss[row] = quiet_nan();
+                row_hit[row] = 0;
+            }
+            for (int j = lane; j < classes; j += WARP) g[j] = 0.f;
+            continue;
+        }
+        float m = neg_inf(), s = 0.f, best = neg_inf();
+        int best_i = -1;
+        for (int j = lane; j < classes; j += WARP) {
+            const float v = x[j];
+            lse_add(m, s, v);
+            if (best_i < 0 || v > best) {
+                best = v;
+                best_i = j;
+            }
+        }
+        for (int offset = WARP / 2; offset > 0; offset /= 2) {
+            const float m2 = __shfl_xor_sync(0xffffffffu, m, offset);
+            const float s2 = __shfl_xor_sync(0xffffffffu, s, offset);
+            const float b2 = __shfl_xor_sync(0xffffffffu, best, offset);
+            const int i2 = __shfl_xor_sync(0xffffffffu, best_i, offset);
+            lse_merge(m, s, m2, s2);
+            argmax_merge(best, best_i, b2, i2);
+        }
+        // Every lane now holds the row's max, sum and arg-max (xor butterfly).
+        const float x_label = x[label];
+        if (lane == 0) {
+            row_loss[row] = logf(s) + m - x_label;
+            row_hit[row] = best_i == label ? 1 : 0;
+        }
+        for (int j = lane; j < classes; j += WARP) {
+            const float p = expf(x[j] - m) / s;
+            g[j] = (j == label ? p - 1.f : p) * inv_batch;
+        }
+    }
+}
+
+// loss[0] = mean of row_loss, hits[0] = sum of row_hit; one block, fixed summation order.
+#define FINAL_THREADS 256
+__global__ void softmax_xent_finish(const float* __restrict__ row_loss,
+                                    const int* __restrict__ row_hit, float* __restrict__ loss,
+                                    long long* __restrict__ hits, int rows)
+{
+    __shared__ double loss_sum[FINAL_THREADS];
+    __shared__ long long hit_sum[FINAL_THREADS];
+    double l = 0.0;
+    long long h = 0;
+    for (int i = threadIdx.x; i < rows; i += FINAL_THREADS) {
+        l += (double)row_loss[i];
+        h += row_hit[i];
+    }
+    loss_sum[threadIdx.x] = l;
+    hit_sum[threadIdx.x] = h;
+    __syncthreads();
+    for (int half = FINAL_THREADS / 2; half > 0; half /= 2) {
+        if (threadIdx.x < half) {
+            loss_sum[threadIdx.x] += loss_sum[threadIdx.x + half];
+            hit_sum[threadIdx.x] += hit_sum[threadIdx.x + half];
+        }
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) {
+        loss[0] = (float)(loss_sum[0] / rows);
+        hits[0] = hit_sum[0];
+    }
+}
+
+// Flag (without using them) labels outside [0, classes): the standalone check.
+template <typename L>
+__global__ void check_label_range(const L* __restrict__ labels, long long n, long long classes,
+                                  unsigned long long* err)
+{
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x) {
+        const long long label = (long long)labels[i];
+        if (label < 0 || label >= classes) record_bad_label(err, i, label);
+    }
+}
