@@ -9,22 +9,30 @@
     model.backward(loss_fn.backward())
     opt.step()
 """
-from . import init, optim
+from . import datasets, init, optim, schedules
 from .backend import (BackendUnavailable, get_backend, gpu_status, manual_seed,
-                      to_numpy)
+                      set_tf32, to_numpy, warmup)
+from .checkpoint import Checkpoint, CheckpointError, load, save
 from .gradcheck import GradcheckError, gradcheck
+from .history import History
+from .loader import DataLoader
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss, NLLLoss
 from .module import Module
 from .nn import (Dropout, Flatten, LeakyReLU, Linear, LogSoftmax, ReLU, Sequential,
                  Sigmoid, Softmax, Tanh, from_config)
 from .parameter import Parameter
+from .train import Evaluation, NonFiniteLossError, evaluate, fit, predict
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BCEWithLogitsLoss", "BackendUnavailable", "CrossEntropyLoss", "Dropout", "Flatten",
+    "BCEWithLogitsLoss", "BackendUnavailable", "CrossEntropyLoss", "DataLoader", "Dropout",
+    "Flatten",
     "GradcheckError", "LeakyReLU", "Linear", "LogSoftmax", "Loss", "MSELoss", "Module",
     "NLLLoss", "Parameter", "ReLU", "Sequential", "Sigmoid", "Softmax", "Tanh",
-    "from_config", "get_backend", "gpu_status", "gradcheck", "init", "manual_seed", "optim",
-    "to_numpy",
+    "datasets", "from_config", "get_backend", "gpu_status", "gradcheck", "init",
+    "manual_seed", "optim",
+    "set_tf32", "to_numpy", "warmup",
+    "Checkpoint", "CheckpointError", "Evaluation", "History", "NonFiniteLossError",
+    "evaluate", "fit", "load", "predict", "save", "schedules",
 ]

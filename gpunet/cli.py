@@ -1,0 +1,363 @@
+"""``gpunet train | eval | bench``: the command line (also ``python -m gpunet``).
+
+``gpunet train`` trains the lecture's 784-512-512-10 ReLU MLP on Fashion-MNIST with defaults
+that reach about 90% test accuracy, printing progress and one line per epoch; ``--out DIR``
+receives ``checkpoint.npz``, ``metrics.csv``, ``metrics.json`` and ``curves.png``.
+``gpunet eval CHECKPOINT`` reports test accuracy and a confusion matrix.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from . import datasets, nn, optim
+from .backend import BackendUnavailable, get_backend, manual_seed, to_numpy
+from .checkpoint import CheckpointError, load
+from .datasets import DatasetError
+from .losses import CrossEntropyLoss
+from .schedules import CosineLR, StepLR
+from .train import NonFiniteLossError, evaluate, fit, predict
+
+ACTIVATIONS = {"relu": (nn.ReLU, "kaiming"), "leaky_relu": (nn.LeakyReLU, "kaiming"),
+               "sigmoid": (nn.Sigmoid, "xavier"), "tanh": (nn.Tanh, "xavier")}
+OPTIMIZERS = {"sgd": optim.SGD, "adam": optim.Adam, "adamw": optim.AdamW}
+IMAGE_DATASETS = ("fashion-mnist", "mnist")
+TOY_DATASETS = {"xor": datasets.xor, "spirals": datasets.spirals}
+TOY_SIZES = (1000, 500)  # train, test samples of a toy problem
+
+#: What defines a run: stored in the checkpoint, restored by ``--resume``.
+RUN_DEFAULTS = {"dataset": "fashion-mnist", "hidden": [512, 512], "activation": "relu",
+                "optimizer": "sgd", "lr": None, "momentum": 0.9, "weight_decay": 0.0,
+                "batch_size": None, "val_split": 0.1, "schedule": "cosine", "patience": None,
+                "seed": 0}
+DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3}
+DEFAULT_EPOCHS = {"fashion-mnist": 20, "mnist": 20, "xor": 100, "spirals": 100}
+DEFAULT_BATCH_SIZE = {"fashion-mnist": 128, "mnist": 128, "xor": 32, "spirals": 32}
+CHECKPOINT_NAME = "checkpoint.npz"
+
+
+class UsageError(Exception):
+    """A semantic error in the arguments, reported like an argparse error (exit 2)."""
+
+
+# -- argument types ---------------------------------------------------------------------
+def _number(kind, low, high=None, *, low_open=False, what):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not np.isfinite(value) or value < low or (low_open and value == low) \
+                or (high is not None and value >= high):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+    return parse
+
+
+positive_int = _number(int, 1, what="a positive integer")
+positive_float = _number(float, 0, low_open=True, what="a number > 0")
+non_negative_float = _number(float, 0, what="a number >= 0")
+fraction = _number(float, 0, 1, what="a number in [0, 1)")
+
+
+def build_parser(argv=None) -> argparse.ArgumentParser:
+    """The parser of ``gpunet``; the ``bench`` options are loaded only when ``argv`` runs
+    ``bench``."""
+    parser = argparse.ArgumentParser(prog="gpunet", description="Train and evaluate MLPs "
+                                     "on the GPU (CuPy) or the CPU (NumPy).")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train an MLP (default: 784-512-512-10 ReLU "
+                                "on Fashion-MNIST)")
+    train.add_argument("--dataset", choices=IMAGE_DATASETS + tuple(TOY_DATASETS),
+                       help="training data (default: fashion-mnist)")
+    train.add_argument("--hidden", type=positive_int, nargs="+", metavar="WIDTH",
+                       help="hidden layer widths (default: 512 512)")
+    train.add_argument("--activation", choices=sorted(ACTIVATIONS),
+                       help="hidden activation (default: relu)")
+    train.add_argument("--epochs", type=positive_int,
+                       help="total epochs (default: 20 for images, 100 for xor/spirals); "
+                            "with --resume, the total to reach")
+    train.add_argument("--batch-size", type=positive_int, help="samples per step "
+                       "(default: 128 for images, 32 for xor/spirals)")
+    train.add_argument("--optimizer", choices=sorted(OPTIMIZERS), help="default: sgd")
+    train.add_argument("--lr", type=positive_float,
+                       help="initial learning rate (default: 0.05 for sgd, 0.001 for adam)")
+    train.add_argument("--momentum", type=fraction, help="SGD momentum (default: 0.9)")
+    train.add_argument("--weight-decay", type=non_negative_float, help="default: 0")
+    train.add_argument("--schedule", choices=("cosine", "step", "none"),
+                       help="learning-rate schedule per epoch: cosine to 0 over the epochs, "
+                            "or step (x0.1 every third of them) (default: cosine)")
+    train.add_argument("--val-split", type=fraction,
+                       help="fraction of the training set held out for validation "
+                            "(default: 0.1)")
+    train.add_argument("--patience", type=positive_int,
+                       help="stop after this many epochs without a lower validation loss "
+                            "and keep the best weights (default: off)")
+    train.add_argument("--seed", type=_number(int, 0, what="a non-negative integer"),
+                       help="seed for initialisation, split and shuffling (default: 0)")
+    train.add_argument("--out", metavar="DIR", help="output folder for the checkpoint and "
+                       "metrics (default: runs/DATASET-TIMESTAMP)")
+    train.add_argument("--resume", metavar="CHECKPOINT",
+                       help="continue the run saved in CHECKPOINT (its settings are reused)")
+    _add_common(train)
+    train.add_argument("--no-progress", action="store_true",
+                       help="no progress bar (the per-epoch lines stay)")
+    train.set_defaults(func=run_train)
+
+    evaluate_cmd = commands.add_parser("eval", help="test accuracy and confusion matrix of "
+                                       "a checkpoint written by gpunet train")
+    evaluate_cmd.add_argument("checkpoint", metavar="CHECKPOINT",
+                              help="a checkpoint.npz written by gpunet train")
+    evaluate_cmd.add_argument("--batch-size", type=positive_int, default=1024,
+                              help="samples per forward pass (default: 1024)")
+    _add_common(evaluate_cmd)
+    evaluate_cmd.set_defaults(func=run_eval)
+
+    if importlib.util.find_spec("gpunet.bench") is not None:
+        bench_cmd = commands.add_parser("bench", help="batch-size throughput sweep")
+        if _command_of(sys.argv[1:] if argv is None else argv) == "bench":
+            from . import bench  # imported only when it runs: train/eval never need it
+
+            bench.add_arguments(bench_cmd)
+            bench_cmd.set_defaults(func=bench.run)
+    return parser
+
+
+def _command_of(argv):
+    """The subcommand named in ``argv`` (its first word that is not an option)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def _add_common(parser):
+    parser.add_argument("--data-dir", metavar="DIR",
+                        help="folder holding the dataset's IDX files (searched first)")
+    parser.add_argument("--no-download", action="store_true",
+                        help="fail instead of downloading a missing dataset")
+    parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
+                        help="default: auto (the GPU when one answers)")
+
+
+# -- data and model ---------------------------------------------------------------------
+def load_data(name, data_dir, download, seed):
+    """``(train, test, class names)`` of dataset ``name``; images stay uint8."""
+    if name in TOY_DATASETS:
+        make = TOY_DATASETS[name]
+        train = make(TOY_SIZES[0], noise=0.1, seed=seed)
+        test = make(TOY_SIZES[1], noise=0.1, seed=seed + 1)
+        return train, test, ("0", "1")
+    if data_dir is not None and not os.path.isdir(data_dir):
+        raise UsageError(f"--data-dir {data_dir} is not a folder")
+    train, test = datasets.load(name, root=data_dir, download=download)
+    return train, test, datasets.DATASETS[name].classes
+
+
+def build_model(num_inputs, hidden, activation, num_classes):
+    """Flatten, then Linear + activation per hidden width, then a Linear to the classes."""
+    act, init = ACTIVATIONS[activation]
+    layers, width = [nn.Flatten()], num_inputs
+    for h in hidden:
+        layers += [nn.Linear(width, h, init=init), act()]
+        width = h
+    layers.append(nn.Linear(width, num_classes, init=init))
+    return nn.Sequential(*layers)
+
+
+def _describe_model(model):
+    widths = [m.in_features for m in model if isinstance(m, nn.Linear)]
+    widths.append(model[-1].out_features)
+    params = sum(p.data.size for p in model.parameters())
+    act = type(model[2]).__name__ if len(model) > 2 else "none"
+    return f"{'-'.join(map(str, widths))} {act} ({params:,} parameters)"
+
+
+def make_schedule(name, epochs):
+    if name == "cosine":
+        return CosineLR(epochs)
+    if name == "step":
+        return StepLR(max(1, epochs // 3), gamma=0.1)
+    return None
+
+
+# -- train ------------------------------------------------------------------------------
+def _run_config(args, stored):
+    """The run-defining settings: explicit options, else the checkpoint's, else defaults."""
+    config = {}
+    for key, default in RUN_DEFAULTS.items():
+        given = getattr(args, key)
+        if stored and given is not None and given != stored.get(key, given):
+            flag = "--" + key.replace("_", "-")
+            raise UsageError(f"{flag} {given} differs from the resumed run's {stored[key]}; "
+                             f"drop {flag} or start a new run")
+        config[key] = given if given is not None else stored.get(key, default)
+    if config["lr"] is None:
+        config["lr"] = DEFAULT_LR[config["optimizer"]]
+    if config["batch_size"] is None:
+        config["batch_size"] = DEFAULT_BATCH_SIZE[config["dataset"]]
+    return config
+
+
+def _output_dir(args, config):
+    if args.out is not None:
+        out = args.out
+    elif args.resume is not None:
+        out = os.path.dirname(os.path.abspath(args.resume))
+    else:
+        out = os.path.join("runs", f"{config['dataset']}-{time.strftime('%Y%m%d-%H%M%S')}")
+    checkpoint = os.path.join(out, CHECKPOINT_NAME)
+    resuming_here = args.resume is not None and os.path.exists(checkpoint) \
+        and os.path.samefile(checkpoint, args.resume)
+    if os.path.exists(checkpoint) and not resuming_here:
+        raise UsageError(f"{out} already holds a checkpoint; choose another --out, or "
+                         f"continue it with --resume {checkpoint}")
+    os.makedirs(out, exist_ok=True)
+    return out, checkpoint
+
+
+def run_train(args):
+    backend = get_backend(args.device)
+    resume = load(args.resume, device=backend) if args.resume is not None else None
+    stored = resume.meta.get("config", {}) if resume is not None else {}
+    if resume is not None and not stored:
+        raise UsageError(f"{args.resume} was not written by gpunet train (no run settings); "
+                         f"resume it from Python with gpunet.fit(..., resume=...)")
+    config = _run_config(args, stored)
+    epochs = args.epochs or stored.get("epochs") or DEFAULT_EPOCHS[config["dataset"]]
+    config["epochs"] = epochs
+    train, test, classes = load_data(config["dataset"], args.data_dir, not args.no_download,
+                                     config["seed"])
+    manual_seed(config["seed"])
+    if resume is not None:
+        model, optimizer = resume.model, resume.make_optimizer()
+    else:
+        num_inputs = int(np.prod(train[0].shape[1:]))
+        model = build_model(num_inputs, config["hidden"], config["activation"],
+                            len(classes)).to(backend)
+        optimizer = _make_optimizer(model, config)
+    out, checkpoint = _output_dir(args, config)
+    print(f"device: {backend.name} ({backend.xp.__name__})")
+    print(f"model: {_describe_model(model)}")
+    print("config: " + " ".join(f"{k}={v}" for k, v in config.items()))
+    print(f"output: {out}" + (f" (resuming at epoch {resume.epoch})" if resume else ""))
+    history = fit(model, CrossEntropyLoss(), optimizer, train, val_split=config["val_split"],
+                  epochs=epochs, batch_size=config["batch_size"],
+                  schedule=make_schedule(config["schedule"], epochs),
+                  patience=config["patience"], seed=config["seed"], checkpoint=checkpoint,
+                  checkpoint_meta={"config": config}, resume=resume,
+                  progress=not args.no_progress)
+    test_result = evaluate(model, *test, CrossEntropyLoss())
+    print(f"test accuracy: {100 * test_result.accuracy:.2f}% (loss {test_result.loss:.4f}, "
+          f"{len(test[0])} samples)")
+    _write_metrics(out, history, config, backend, test_result)
+    return 0
+
+
+def _make_optimizer(model, config):
+    kwargs = {"weight_decay": config["weight_decay"]}
+    if config["optimizer"] == "sgd":
+        kwargs["momentum"] = config["momentum"]
+    return OPTIMIZERS[config["optimizer"]](model.parameters(), lr=config["lr"], **kwargs)
+
+
+def _write_metrics(out, history, config, backend, test_result):
+    history.to_csv(os.path.join(out, "metrics.csv"))
+    summary = {"device": backend.name, "config": config, "epochs": history.records,
+               "test": test_result._asdict()}
+    with open(os.path.join(out, "metrics.json"), "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=1)
+    try:
+        plot_curves(history, os.path.join(out, "curves.png"))
+    except ImportError as exc:
+        print(f"curves.png skipped: matplotlib is not installed ({exc}); "
+              f"pip install gpunet[plot]")
+    print(f"wrote {out}: {CHECKPOINT_NAME}, metrics.csv, metrics.json"
+          + (", curves.png" if os.path.exists(os.path.join(out, "curves.png")) else ""))
+
+
+def plot_curves(history, path):
+    """Loss and accuracy per epoch (training and validation) as a PNG; needs matplotlib."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = history["epoch"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        for split in ("train", "val"):
+            values = history[f"{split}_{metric}"]
+            if any(v is not None for v in values):
+                ax.plot(epochs, values, marker="o", markersize=3, label=split)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# -- eval -------------------------------------------------------------------------------
+def run_eval(args):
+    checkpoint = load(args.checkpoint, device=get_backend(args.device))
+    config = checkpoint.meta.get("config")
+    if not config:
+        raise UsageError(f"{args.checkpoint} was not written by gpunet train: it does not "
+                         f"name its dataset")
+    _, (X, y), classes = load_data(config["dataset"], args.data_dir, not args.no_download,
+                                   config["seed"])
+    model = checkpoint.model
+    predicted = to_numpy(predict(model, X, args.batch_size)).argmax(axis=1)
+    y = to_numpy(y)
+    accuracy = float((predicted == y).mean())
+    print(f"checkpoint: {args.checkpoint} (epoch {checkpoint.epoch}, "
+          f"{_describe_model(model)})")
+    print(f"test accuracy: {100 * accuracy:.2f}% on {len(y)} {config['dataset']} samples")
+    print(format_confusion(confusion_matrix(y, predicted, len(classes)), classes))
+    return 0
+
+
+def confusion_matrix(true, predicted, num_classes):
+    """Counts ``[true class, predicted class]``."""
+    flat = np.bincount(true * num_classes + predicted, minlength=num_classes ** 2)
+    return flat.reshape(num_classes, num_classes)
+
+
+def format_confusion(matrix, classes):
+    """The matrix as text: one row per true class, one column per predicted class."""
+    names = [c[:11] for c in classes]
+    label = max(len(n) for n in names)
+    width = max(len(str(matrix.max())), 4)
+    head = " " * label + "  " + " ".join(f"{i:>{width}}" for i in range(len(names)))
+    rows = [f"{n:>{label}}  " + " ".join(f"{v:>{width}}" for v in row)
+            + f"  {100 * row[i] / max(row.sum(), 1):5.1f}%"
+            for i, (n, row) in enumerate(zip(names, matrix))]
+    return ("confusion matrix (rows: true class, columns: predicted class index; "
+            "last column: recall)\n" + "\n".join([head] + rows))
+
+
+# -- entry point ------------------------------------------------------------------------
+def main(argv=None) -> int:
+    """Run the command line; return the exit status (2 for bad arguments, like argparse)."""
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    prog = f"{parser.prog} {args.command}"
+    try:
+        return args.func(args)
+    except (UsageError, CheckpointError, DatasetError, BackendUnavailable, OSError,
+            ValueError, TypeError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except NonFiniteLossError as exc:
+        print(f"{prog}: training stopped: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\n{prog}: interrupted; the checkpoint keeps the last finished epoch",
+              file=sys.stderr)
+        return 130

@@ -1,0 +1,76 @@
+"""``History``: the per-epoch records of a training run, as JSON or CSV, and their
+one-line display."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+COLUMNS = ("epoch", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
+           "seconds", "samples_per_s")
+
+
+class History:
+    """One record (a dict keyed by :data:`COLUMNS`) per finished epoch; ``None`` marks a
+    value that does not apply (no validation set, no accuracy for regression)."""
+
+    def __init__(self, records=()):
+        self.records = [dict(r) for r in records]
+
+    def append(self, record):
+        self.records.append({k: record.get(k) for k in COLUMNS})
+
+    def __len__(self):
+        return len(self.records)
+
+    def __iter__(self):
+        return iter(self.records)
+
+    def __getitem__(self, column):
+        """The values of one column over the epochs, e.g. ``history["val_loss"]``."""
+        if column not in COLUMNS:
+            raise KeyError(f"unknown history column {column!r}; expected one of {COLUMNS}")
+        return [r[column] for r in self.records]
+
+    def to_json(self, path=None):
+        """The records as a JSON list (written to ``path`` when given)."""
+        text = json.dumps(self.records, indent=1)
+        if path is not None:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text + "\n")
+        return text
+
+    def to_csv(self, path=None):
+        """The records as CSV with a header row (written to ``path`` when given)."""
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.records)
+        if path is not None:
+            with open(path, "w", encoding="utf-8", newline="") as f:
+                f.write(buf.getvalue())
+        return buf.getvalue()
+
+    def __repr__(self):
+        return f"History({len(self)} epochs)"
+
+
+def format_numbers(loss, accuracy):
+    """``{"loss": ..., "acc": ...}`` as display strings (no ``acc`` when it is None)."""
+    numbers = {"loss": f"{loss:.4f}"}
+    if accuracy is not None:
+        numbers["acc"] = f"{100 * accuracy:.2f}%"
+    return numbers
+
+
+def format_epoch(record, epochs):
+    """One line summarising an epoch's record."""
+    def scores(prefix, loss, accuracy):
+        return prefix + "  ".join(f"{k} {v}" for k, v in format_numbers(loss, accuracy).items())
+
+    parts = [f"epoch {record['epoch']:>{len(str(epochs))}}/{epochs}", f"lr {record['lr']:.4g}",
+             scores("train ", record["train_loss"], record["train_accuracy"])]
+    if record["val_loss"] is not None:
+        parts.append(scores("val ", record["val_loss"], record["val_accuracy"]))
+    parts.append(f"{record['seconds']:.2f} s  {record['samples_per_s']:,.0f} samples/s")
+    return "  |  ".join(parts)

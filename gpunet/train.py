@@ -1,0 +1,388 @@
+"""Training: :func:`fit` (epochs of mini-batch updates, validation, early stopping,
+learning-rate schedules, checkpoints), :func:`evaluate` and :func:`predict`.
+
+The data are moved to the model's device once. During an epoch the loss of every step is
+written into a device array and read to the host only when a person looks at a number (a
+progress-bar redraw, the end of the epoch), which is also where a NaN or infinite loss is
+found and where device kernels report flagged errors.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from typing import NamedTuple
+
+import numpy as np
+
+from .backend import manual_seed, to_numpy
+from .checkpoint import Checkpoint, load, save
+from .history import History, format_epoch, format_numbers
+from .loader import DataLoader
+from .nn import _positive_int
+from .progress import ProgressBar
+
+EVAL_BATCH_SIZE = 1024
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training stopped because the loss became NaN or infinite (``epoch``, ``step``)."""
+
+    def __init__(self, message, epoch, step):
+        super().__init__(message)
+        self.epoch = epoch
+        self.step = step
+
+
+class Evaluation(NamedTuple):
+    """Mean loss (None without a loss function) and accuracy (None unless the targets are
+    class labels) over a dataset."""
+
+    loss: float | None
+    accuracy: float | None
+
+
+class _FloatInput:
+    """Batches in the model's float dtype: uint8 images are divided by 255 (as
+    :func:`gpunet.datasets.to_float` does) into one reused device buffer."""
+
+    def __init__(self, model):
+        self.model = model
+        self._buffer = None
+
+    def __call__(self, xb):
+        if xb.dtype != np.uint8:
+            return xb  # floating input is used (or cast) by the model itself
+        buf = self._buffer
+        if buf is None or buf.shape[1:] != xb.shape[1:] or len(buf) < len(xb):
+            buf = self._buffer = self.model.backend.xp.empty(xb.shape, self.model.dtype)
+        out = buf[:len(xb)]
+        self.model.backend.xp.divide(xb, 255, out=out, dtype=self.model.dtype)
+        return out
+
+
+def _pair(data, name):
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise TypeError(f"{name} must be a pair (X, y) of arrays, got {type(data).__name__}")
+    return data
+
+
+def _on_device(model, X, y=None):
+    backend = model.backend
+    X = backend.asarray(X)
+    if y is not None:
+        y = backend.asarray(y)
+        if len(X) != len(y):
+            raise ValueError(f"X and y must have the same number of samples, got {len(X)} "
+                             f"and {len(y)}")
+    return X, y
+
+
+def _batches(n, batch_size):
+    size = n if batch_size is None else batch_size
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+    return [(start, min(start + size, n)) for start in range(0, n, size)]
+
+
+def _is_class_labels(outputs, y):
+    return outputs.ndim == 2 and y.ndim == 1 and y.dtype.kind in "iu"
+
+
+@contextlib.contextmanager
+def _evaluation_mode(model):
+    """Evaluation mode inside the block; the model's previous mode afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _outputs(model, X, batch_size):
+    """``(start, stop, outputs)`` per batch of ``X`` (outputs are reused buffers)."""
+    to_input = _FloatInput(model)
+    for start, stop in _batches(len(X), batch_size):
+        yield start, stop, model(to_input(X[start:stop]))
+
+
+def evaluate(model, X, y, loss_fn=None, batch_size=EVAL_BATCH_SIZE) -> Evaluation:
+    """Mean loss (with ``loss_fn``) and accuracy (for integer class labels) of ``model`` on
+    ``(X, y)``, in evaluation mode; the model's previous mode is restored afterwards."""
+    X, y = _on_device(model, X, y)
+    xp = model.backend.xp
+    loss_sum = xp.zeros((), dtype=np.float64)
+    correct = xp.zeros((), dtype=np.int64)
+    classes = True
+    with _evaluation_mode(model):
+        for start, stop, outputs in _outputs(model, X, batch_size):
+            yb = y[start:stop]
+            classes = _is_class_labels(outputs, yb)
+            if loss_fn is not None:
+                loss_sum += loss_fn(outputs, yb) * (stop - start)
+            batch_correct = getattr(loss_fn, "last_correct", None)
+            if batch_correct is None and classes:
+                batch_correct = xp.count_nonzero(outputs.argmax(axis=1) == yb)
+            if batch_correct is not None:
+                correct += batch_correct
+    model.backend.ops.check_errors()
+    loss = float(loss_sum) / len(X) if loss_fn is not None else None
+    return Evaluation(loss, int(correct) / len(X) if classes else None)
+
+
+def predict(model, X, batch_size=EVAL_BATCH_SIZE):
+    """The model's outputs for ``X`` (evaluation mode), one array on the model's device."""
+    X, _ = _on_device(model, X)
+    result = None
+    with _evaluation_mode(model):
+        for start, stop, outputs in _outputs(model, X, batch_size):
+            if result is None:
+                result = model.backend.xp.empty((len(X),) + outputs.shape[1:], outputs.dtype)
+            result[start:stop] = outputs
+    return result
+
+
+def _split(model, X, y, fraction, seed):
+    """Split off a validation fraction with a permutation fixed by ``seed`` (0 if None),
+    so a resumed run validates on the same samples."""
+    if not 0 <= fraction < 1:
+        raise ValueError(f"val_split must be in [0, 1), got {fraction!r}")
+    X, y = _on_device(model, X, y)
+    n_val = int(round(len(X) * fraction))
+    if not 1 <= n_val < len(X):
+        raise ValueError(f"val_split={fraction} of {len(X)} samples leaves {n_val} for "
+                         f"validation and {len(X) - n_val} for training; both need >= 1")
+    order = model.backend.asarray(np.random.default_rng(seed or 0).permutation(len(X)))
+    val_idx, train_idx = order[:n_val], order[n_val:]
+    return (X[train_idx], y[train_idx]), (X[val_idx], y[val_idx])
+
+
+def _epoch_seed(seed, epoch):
+    """The seed of one epoch's shuffle and dropout: a function of ``(seed, epoch)`` only."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+class _EpochMeter:
+    """Per-step losses and correct counts kept on the device, read to the host in chunks."""
+
+    def __init__(self, loader, loss_fn, epoch):
+        xp = loader.backend.xp
+        self.backend = loader.backend
+        self.loss_fn = loss_fn
+        self.epoch = epoch
+        steps = len(loader)
+        self.losses = xp.zeros(steps, dtype=np.float64)
+        self.counts_correct = hasattr(loss_fn, "last_correct")
+        self.correct = xp.zeros(steps, dtype=np.int64) if self.counts_correct else None
+        self.sizes = np.full(steps, loader.batch_size, dtype=np.int64)
+        self.sizes[-1] = loader.num_samples - (steps - 1) * loader.batch_size
+        self.read_steps = 0
+        self.loss_sum = 0.0
+        self.correct_sum = 0
+
+    def record(self, step, loss):
+        self.losses[step] = loss
+        if self.counts_correct:
+            self.correct[step] = self.loss_fn.last_correct
+
+    def read(self, done):
+        """Bring steps ``[read_steps, done)`` to the host; raise on a non-finite loss."""
+        start, self.read_steps = self.read_steps, done
+        self.backend.ops.check_errors()
+        chunk = to_numpy(self.losses[start:done])
+        bad = np.flatnonzero(~np.isfinite(chunk))
+        if bad.size:
+            step = start + int(bad[0]) + 1
+            raise NonFiniteLossError(
+                f"the training loss became {chunk[bad[0]]} at epoch {self.epoch}, step {step} "
+                f"of {len(self.sizes)}", self.epoch, step)
+        self.loss_sum += float(chunk @ self.sizes[start:done])
+        if self.counts_correct:
+            self.correct_sum += int(to_numpy(self.correct[start:done]).sum())
+
+    def summary(self):
+        seen = int(self.sizes[:self.read_steps].sum())
+        accuracy = self.correct_sum / seen if self.counts_correct else None
+        return self.loss_sum / seen, accuracy
+
+
+def _train_epoch(model, loss_fn, optimizer, loader, to_input, epoch, epochs, progress):
+    meter = _EpochMeter(loader, loss_fn, epoch)
+    bar = ProgressBar(len(loader), f"epoch {epoch}/{epochs} ", enabled=progress)
+    started = time.perf_counter()
+    model.train()
+    try:
+        for step, (xb, yb) in enumerate(loader):
+            loss = loss_fn(model(to_input(xb)), yb)
+            model.backward(loss_fn.backward(), input_grad=False)
+            optimizer.step()
+            meter.record(step, loss)
+            if bar.due():
+                meter.read(step + 1)
+                loss_mean, accuracy = meter.summary()
+                rate = meter.sizes[:step + 1].sum() / (time.perf_counter() - started)
+                bar.update(step + 1, **format_numbers(loss_mean, accuracy),
+                           rate=f"{rate:,.0f} samples/s")
+        meter.read(len(loader))
+    finally:
+        bar.close()
+    return meter.summary()
+
+
+class _EarlyStopping:
+    """Track the best epoch by the monitored loss (validation, else training) and, with a
+    ``patience``, keep a copy of its weights."""
+
+    def __init__(self, patience, model, history, saved_best_state):
+        self.patience = None if patience is None else _positive_int(patience, "patience")
+        self.best_epoch, self.best_loss, self.best_state = 0, math.inf, None
+        losses = [_monitored(r) for r in history]
+        if not losses or self.patience is None:
+            return
+        best = int(np.argmin(losses)) if saved_best_state is not None else -1
+        # without saved best weights, the current ones (the last epoch's) count as the best
+        self.best_epoch, self.best_loss = history.records[best]["epoch"], losses[best]
+        self.best_state = model.state_dict() if saved_best_state is None else saved_best_state
+
+    def update(self, model, record):
+        """Note a finished epoch; True when ``patience`` epochs passed without improvement."""
+        loss = _monitored(record)
+        if loss < self.best_loss:
+            self.best_epoch, self.best_loss = record["epoch"], loss
+            if self.patience is not None:
+                self.best_state = model.state_dict()
+        return self.patience is not None and record["epoch"] - self.best_epoch >= self.patience
+
+    def state_to_save(self, epoch):
+        """The best weights when they differ from the model's weights after ``epoch``."""
+        return self.best_state if self.best_epoch != epoch else None
+
+    def restore(self, model, epoch):
+        """Load the best weights unless the model already holds them; True if it did."""
+        if self.state_to_save(epoch) is None:
+            return False
+        model.load_state_dict(self.best_state)
+        return True
+
+
+def _monitored(record):
+    return record["val_loss"] if record["val_loss"] is not None else record["train_loss"]
+
+
+def _resume_state(resume, model, optimizer):
+    """Load a checkpoint's weights and optimizer state; return fit's saved state (epoch,
+    history, base_lr, seed) and the best weights (``{}``, None without a checkpoint)."""
+    if resume is None:
+        return {}, None
+    if not isinstance(resume, Checkpoint):
+        resume = load(resume, device=model.backend)
+    model.load_state_dict(resume.model.state_dict())
+    if resume.optimizer_state is not None:
+        optimizer.load_state_dict(resume.optimizer_state)
+    state = dict(resume.meta.get("fit") or {})
+    state["epoch"] = resume.epoch
+    return state, resume.best_state
+
+
+def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
+        batch_size=128, schedule=None, patience=None, seed=None, checkpoint=None,
+        checkpoint_meta=None, resume=None, progress=True, verbose=True,
+        on_epoch_end=None) -> History:
+    """Train ``model`` on ``train=(X, y)`` for ``epochs`` epochs; return a :class:`History`.
+
+    - ``val=(X, y)``, or ``val_split`` (a fraction of ``train`` held out with a permutation
+      fixed by ``seed``): evaluated after every epoch.
+    - ``batch_size``: samples per step (``None``: full batch). uint8 images are scaled to
+      [0, 1] on the device, batch by batch.
+    - ``schedule(base_lr, epoch) -> lr`` (e.g. :class:`gpunet.schedules.CosineLR`) sets
+      ``optimizer.lr`` before each epoch from the optimizer's learning rate at the start.
+    - ``patience``: stop after that many epochs without a lower validation loss (training
+      loss without validation), and end with the best epoch's weights.
+    - ``seed``: call :func:`gpunet.manual_seed` at each epoch with a seed drawn from
+      ``(seed, epoch)``, so an epoch's shuffle and dropout masks depend only on these (on one
+      kind of device) and a resumed run repeats the uninterrupted one. Without it the
+      global generators run on (a resumed run then shuffles differently).
+    - ``checkpoint``: a path saved (atomically) after every epoch whose loss is finite;
+      ``checkpoint_meta``: JSON-able values stored with it.
+    - ``resume``: a :class:`Checkpoint` or path written by ``fit``: the weights, optimizer
+      state, history, base learning rate, seed and early-stopping state continue from it,
+      and training runs from its epoch up to ``epochs`` (a total, not a count to add).
+    - ``progress``: a progress bar on a terminal; ``verbose``: one line per epoch;
+      ``on_epoch_end(record)`` is called with each epoch's record.
+
+    A NaN or infinite training loss raises :class:`NonFiniteLossError` naming the epoch and
+    step; the checkpoint file then still holds the last good epoch.
+    """
+    epochs = _positive_int(epochs, "epochs")
+    X, y = _pair(train, "train")
+    if optimizer.backend is not model.backend:
+        raise ValueError(f"the optimizer's parameters are on {optimizer.backend.name}, the "
+                         f"model is on {model.backend.name}: create the optimizer after "
+                         f"model.to(...)")
+    if val is not None and val_split:
+        raise ValueError("pass either val=(X, y) or val_split, not both")
+    checkpoint_meta = dict(checkpoint_meta or {})
+    if "fit" in checkpoint_meta:
+        raise ValueError("checkpoint_meta must not use the key 'fit' (fit's own state)")
+    fit_state, saved_best = _resume_state(resume, model, optimizer)
+    done = fit_state.get("epoch", 0)
+    if done >= epochs:
+        raise ValueError(f"the checkpoint has already trained {done} epochs; pass "
+                         f"epochs > {done} to train further")
+    history = History(fit_state.get("history", []))
+    seed = fit_state.get("seed") if seed is None else seed
+    base_lr = fit_state.get("base_lr", optimizer.lr)
+    if val_split:
+        (X, y), val = _split(model, X, y, val_split, seed)
+    elif val is not None:
+        val = _on_device(model, *_pair(val, "val"))
+    loader = DataLoader(X, y, batch_size, shuffle=True, device=model.backend)
+    stopper = _EarlyStopping(patience, model, history, saved_best)
+    to_input = _FloatInput(model)
+    eval_batch = max(loader.batch_size, EVAL_BATCH_SIZE)
+
+    def save_checkpoint(epoch, best_state):
+        if checkpoint is not None:
+            state = {"history": history.records, "base_lr": base_lr, "seed": seed}
+            save(checkpoint, model, optimizer, epoch=epoch, best_state=best_state,
+                 fit=state, **checkpoint_meta)
+
+    for index in range(done, epochs):
+        if seed is not None:
+            manual_seed(_epoch_seed(seed, index))
+        if schedule is not None:
+            optimizer.lr = schedule(base_lr, index)
+        started = time.perf_counter()
+        try:
+            train_loss, train_accuracy = _train_epoch(model, loss_fn, optimizer, loader,
+                                                      to_input, index + 1, epochs, progress)
+        except NonFiniteLossError as exc:
+            kept = (f"; the checkpoint {checkpoint} keeps epoch {done}"
+                    if checkpoint is not None and done else "")
+            raise NonFiniteLossError(f"{exc}{kept}. Try a lower learning rate.",
+                                     exc.epoch, exc.step) from None
+        train_seconds = time.perf_counter() - started
+        result = (evaluate(model, *val, loss_fn, eval_batch) if val is not None
+                  else Evaluation(None, None))
+        record = {"epoch": index + 1, "lr": optimizer.lr, "train_loss": train_loss,
+                  "train_accuracy": train_accuracy, "val_loss": result.loss,
+                  "val_accuracy": result.accuracy,
+                  "seconds": time.perf_counter() - started,
+                  "samples_per_s": loader.num_samples / train_seconds}
+        history.append(record)
+        done = index + 1
+        stop = stopper.update(model, record)
+        save_checkpoint(done, stopper.state_to_save(done))
+        if verbose:
+            print(format_epoch(record, epochs), flush=True)
+        if on_epoch_end is not None:
+            on_epoch_end(record)
+        if stop:
+            if verbose:
+                print(f"early stopping: no improvement for {patience} epochs; best epoch "
+                      f"{stopper.best_epoch}", flush=True)
+            break
+    if stopper.restore(model, done):
+        save_checkpoint(done, stopper.best_state)
+    return history
