@@ -183,7 +183,7 @@ def set_tf32(enabled: bool) -> None:
 def warmup() -> None:
     """Compile every GPU kernel now (CuPy caches them on disk), e.g. before timing."""
     _require_gpu("warmup")
-    from .ops.kernels import warmup as compile_all_kernels
+    from .ops.cupy_ops import warmup as compile_all_kernels
 
     compile_all_kernels()
 

@@ -9,10 +9,12 @@ Python ints as ``long long`` and floats as ``double``).
 """
 from __future__ import annotations
 
+import functools
+
 import cupy
 import numpy as np
 
-from .kernels import gemm_name, get_kernel
+from .kernels import COMPILE_OPTIONS, MODULES, check_kernel, gemm_name, read_source
 from .numpy_ops import NumpyOps
 
 # Which GEMM serves a product of M x N x K multiply-adds: the first (upper bound, route) whose
@@ -33,6 +35,27 @@ MAX_GRID_Y = 65535      # CUDA's limit on gridDim.y (the tiled GEMM's column til
 NO_ERROR = 0xFFFFFFFFFFFFFFFF  # NO_ERROR in softmax_xent.cu
 INT32_MAX = 2**31 - 1
 LABEL_TYPES = {np.dtype(np.int32): "int", np.dtype(np.int64): "long long"}
+
+
+@functools.lru_cache(maxsize=None)
+def _raw_module(module: str):
+    """One ``kernels/MODULE.cu`` compiled (once per process; CuPy caches it on disk)."""
+    return cupy.RawModule(code=read_source(module), options=COMPILE_OPTIONS,
+                          name_expressions=MODULES[module])
+
+
+@functools.lru_cache(maxsize=None)
+def get_kernel(module: str, name: str):
+    """The compiled kernel ``name`` (a name expression of ``MODULES[module]``)."""
+    check_kernel(module, name)
+    return _raw_module(module).get_function(name)
+
+
+def warmup() -> None:
+    """Compile every module and fetch every kernel (call before timing)."""
+    for module, names in MODULES.items():
+        for name in names:
+            get_kernel(module, name).compile()
 
 
 def _flag(value) -> str:

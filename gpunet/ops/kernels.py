@@ -1,13 +1,10 @@
-"""Finds the CUDA C sources in ``kernels/`` and compiles each module once per process.
+"""Finds the CUDA C sources in ``kernels/`` and lists the kernels each one defines.
 
-Nothing compiles at import: :func:`get_kernel` builds a module's ``cupy.RawModule`` on first
-use (CuPy's on-disk cache keeps later processes fast) and :func:`warmup` builds them all.
-``MODULES`` lists every kernel each source defines, as the NVRTC name expressions that the
-runtime fetches and that the CPU-only compile test instantiates.
+``MODULES`` holds, per source, the NVRTC name expressions that ``cupy_ops`` compiles (once per
+process, on first use) and that the CPU-only compile test instantiates. No CuPy here.
 """
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 COMPILE_OPTIONS = ("--std=c++17",)
@@ -61,25 +58,8 @@ def read_source(module: str) -> str:
     return (kernel_dir() / f"{module}.cu").read_text()
 
 
-@functools.lru_cache(maxsize=None)
-def _raw_module(module: str):
-    import cupy
-
-    return cupy.RawModule(code=read_source(module), options=COMPILE_OPTIONS,
-                          name_expressions=MODULES[module])
-
-
-@functools.lru_cache(maxsize=None)
-def get_kernel(module: str, name: str):
-    """The compiled kernel ``name`` (a name expression of ``MODULES[module]``)."""
+def check_kernel(module: str, name: str) -> None:
+    """Raise KeyError unless ``name`` is a name expression of ``MODULES[module]``."""
     if name not in MODULES.get(module, ()):
         raise KeyError(f"{name!r} is not a kernel of module {module!r}; expected one of "
                        f"{MODULES.get(module, sorted(MODULES))}")
-    return _raw_module(module).get_function(name)
-
-
-def warmup() -> None:
-    """Compile every module and fetch every kernel (call before timing)."""
-    for module, names in MODULES.items():
-        for name in names:
-            get_kernel(module, name).compile()
