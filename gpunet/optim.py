@@ -79,18 +79,31 @@ class Optimizer:
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore from :meth:`state_dict` output (any backend)."""
-        if state.get("type") != type(self).__name__:
-            raise ValueError(f"optimizer state is for {state.get('type')!r}, this optimizer "
-                             f"is {type(self).__name__!r}")
+        """Restore from :meth:`state_dict` output (any backend).
+
+        The state must come from an optimizer of the same type and hyperparameters (so no
+        saved buffer is dropped); everything is checked before anything changes.
+        """
+        if not isinstance(state, dict) or state.get("type") != type(self).__name__:
+            got = state.get("type") if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"optimizer state is for {got!r}, this optimizer is "
+                             f"{type(self).__name__!r}")
+        missing = [k for k in ("lr", "step", *self.hyperparameters(),
+                               *(f"buffer.{name}" for name in self.buffers)) if k not in state]
+        if missing:
+            raise KeyError(f"optimizer state lacks {missing}")
+        for key, value in self.hyperparameters().items():
+            saved = tuple(state[key]) if isinstance(value, tuple) else state[key]
+            if saved != value:
+                raise ValueError(f"optimizer state has {key}={state[key]!r}, this optimizer "
+                                 f"has {key}={value!r}; create it with the saved settings "
+                                 f"(gpunet.load(...).make_optimizer() does)")
         for name, buf in self.buffers.items():
-            key = f"buffer.{name}"
-            if key not in state:
-                raise KeyError(f"optimizer state lacks {key!r}")
-            value = np.asarray(state[key])
+            value = np.asarray(state[f"buffer.{name}"])
             if value.shape != tuple(buf.shape):
-                raise ValueError(f"optimizer state {key!r} has shape {value.shape}, the "
-                                 f"parameters need {tuple(buf.shape)}")
+                raise ValueError(f"optimizer state 'buffer.{name}' has shape {value.shape}, "
+                                 f"the parameters need {tuple(buf.shape)}")
+        _check_range("lr", state["lr"], 0, None)
         for name, buf in self.buffers.items():
             buf[...] = self.backend.asarray(state[f"buffer.{name}"], dtype=buf.dtype)
         self.lr = state["lr"]
@@ -101,10 +114,10 @@ class Optimizer:
 def _check_range(name, value, low, high, *, high_open=True):
     ok = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
     if ok:
-        ok = value >= low and (high is None or (value < high if high_open else value <= high))
+        ok = np.isfinite(value) and value >= low and (high is None or (value < high if high_open else value <= high))
     if not ok:
         bounds = f">= {low}" if high is None else f"in [{low}, {high}{')' if high_open else ']'}"
-        raise ValueError(f"{name} must be a number {bounds}, got {value!r}")
+        raise ValueError(f"{name} must be a finite number {bounds}, got {value!r}")
     return float(value)
 
 

@@ -103,9 +103,11 @@ def test_bad_hyperparameters_are_refused():
     params = list(_model(gn.get_backend("cpu")).parameters())
     with pytest.raises(ValueError, match="empty parameter list"):
         gn.optim.SGD([], lr=0.1)
-    with pytest.raises(ValueError, match="lr must be a number >= 0, got -0.1"):
+    with pytest.raises(ValueError, match="lr must be a finite number >= 0, got -0.1"):
         gn.optim.SGD(params, lr=-0.1)
-    with pytest.raises(ValueError, match=r"momentum must be a number in \[0, 1\), got 1.0"):
+    with pytest.raises(ValueError, match="lr must be a finite number >= 0, got inf"):
+        gn.optim.SGD(params, lr=float("inf"))
+    with pytest.raises(ValueError, match=r"momentum must be a finite number in \[0, 1\), got 1.0"):
         gn.optim.SGD(params, lr=0.1, momentum=1.0)
     with pytest.raises(ValueError, match="momentum"):
         gn.optim.SGD(params, lr=0.1, momentum=-0.5)
@@ -122,6 +124,25 @@ def test_optimizer_state_of_another_type_is_refused():
     state = gn.optim.Adam(params).state_dict()
     with pytest.raises(ValueError, match="optimizer state is for 'Adam'"):
         gn.optim.SGD(params, lr=0.1).load_state_dict(state)
+
+
+def test_state_with_other_hyperparameters_is_refused_before_anything_changes():
+    params = list(_model(gn.get_backend("cpu")).parameters())
+    saved = gn.optim.SGD(params, lr=0.1, momentum=0.9)
+    saved.buffers["momentum"][...] = 1.0
+    state = saved.state_dict()
+    plain = gn.optim.SGD(params, lr=0.1)
+    with pytest.raises(ValueError, match="momentum=0.9, this optimizer has momentum=0.0"):
+        plain.load_state_dict(state)
+    adam = gn.optim.Adam(params, lr=0.01)
+    adam_state = adam.state_dict()
+    del adam_state["lr"]
+    adam.buffers["exp_avg"][...] = 3.0
+    with pytest.raises(KeyError, match=r"lacks \['lr'\]"):
+        adam.load_state_dict({**adam_state, "buffer.exp_avg": np.zeros_like(adam.buffers["exp_avg"])})
+    np.testing.assert_array_equal(adam.buffers["exp_avg"], 3.0)
+    with pytest.raises(ValueError, match=r"betas=\[0.5, 0.5\]"):
+        adam.load_state_dict({**adam.state_dict(), "betas": [0.5, 0.5]})
 
 
 def test_moving_the_model_after_creating_the_optimizer_is_an_error():

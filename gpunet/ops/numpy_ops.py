@@ -20,6 +20,7 @@ class NumpyOps:
 
     def __init__(self, xp=np):
         self.xp = xp
+        self._scratch_buffers = {}
 
     # -- linear layers -------------------------------------------------------------------
     def linear_forward(self, x, weight, bias, out):
@@ -98,6 +99,15 @@ class NumpyOps:
         return loss.astype(logits.dtype), xp.asarray(correct)
 
     # -- optimizer updates over the flat parameter buffer --------------------------------
+    def _scratch(self, name, like):
+        """A workspace array shaped like ``like``, kept for the next call (no per-step
+        allocation in the updates)."""
+        key = (name, like.shape, like.dtype)
+        buf = self._scratch_buffers.get(key)
+        if buf is None:
+            buf = self._scratch_buffers[key] = self.xp.empty_like(like)
+        return buf
+
     def sgd_update(self, param, grad, velocity, lr, *, momentum, weight_decay, nesterov):
         """One SGD step in place; ``lr`` is a 1-element device array.
 
@@ -105,14 +115,23 @@ class NumpyOps:
         ``v`` (or ``g + momentum * v`` for Nesterov); ``param -= lr * step``.
         """
         xp = self.xp
-        step = grad
+        g = grad
         if weight_decay:
-            step = grad + weight_decay * param
+            g = self._scratch("decayed", param)
+            xp.multiply(param, weight_decay, out=g)
+            g += grad
+        direction = g
         if momentum:
             velocity *= momentum
-            velocity += step
-            step = step + momentum * velocity if nesterov else velocity
-        param -= lr * step
+            velocity += g
+            direction = velocity
+            if nesterov:
+                direction = self._scratch("nesterov", param)
+                xp.multiply(velocity, momentum, out=direction)
+                direction += g
+        update = self._scratch("update", param)
+        xp.multiply(direction, lr, out=update)
+        param -= update
 
     def adam_update(self, param, grad, exp_avg, exp_avg_sq, lr, step, *, beta1, beta2, eps,
                     weight_decay, decoupled):
@@ -121,16 +140,24 @@ class NumpyOps:
         ``lr`` and ``step`` (already incremented) are 1-element device arrays.
         """
         xp = self.xp
+        g = grad
         if weight_decay and decoupled:
             param *= 1 - lr * weight_decay
         elif weight_decay:
-            grad = grad + weight_decay * param
+            g = self._scratch("decayed", param)
+            xp.multiply(param, weight_decay, out=g)
+            g += grad
+        work = self._scratch("update", param)
         exp_avg *= beta1
-        exp_avg += (1 - beta1) * grad
+        xp.multiply(g, 1 - beta1, out=work)
+        exp_avg += work
         exp_avg_sq *= beta2
-        exp_avg_sq += (1 - beta2) * grad * grad
-        bias1 = 1 - beta1 ** step
-        bias2 = 1 - beta2 ** step
-        denom = xp.sqrt(exp_avg_sq / bias2)
-        denom += eps
-        param -= (lr / bias1) * exp_avg / denom
+        xp.multiply(g, g, out=work)
+        work *= 1 - beta2
+        exp_avg_sq += work
+        xp.divide(exp_avg_sq, 1 - beta2 ** step, out=work)   # bias-corrected second moment
+        xp.sqrt(work, out=work)
+        work += eps
+        xp.divide(exp_avg, work, out=work)
+        work *= lr / (1 - beta1 ** step)
+        param -= work
