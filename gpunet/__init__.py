@@ -18,8 +18,8 @@ from .history import History
 from .loader import DataLoader
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss, NLLLoss
 from .module import Module
-from .nn import (Dropout, Flatten, LeakyReLU, Linear, LogSoftmax, ReLU, Sequential,
-                 Sigmoid, Softmax, Tanh, from_config)
+from .activations import LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from .nn import Dropout, Flatten, Linear, Sequential, from_config
 from .parameter import Parameter
 from .train import Evaluation, NonFiniteLossError, evaluate, fit, predict
 

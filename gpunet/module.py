@@ -20,6 +20,21 @@ def check_dtype(dtype) -> np.dtype:
     return dt
 
 
+def check_positive_int(value, name) -> int:
+    """``value`` as an int, which must be a positive integer (not a bool or a float)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_fraction(value, name) -> float:
+    """``value`` as a float, which must be a number in [0, 1)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not 0 <= value < 1:
+        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+    return float(value)
+
+
 class Module:
     """A node of the computation graph: ``forward`` caches what ``backward`` needs.
 
@@ -27,8 +42,8 @@ class Module:
     gradient times local gradient), filling ``p.grad`` of its own parameters on the way.
 
     Arrays returned by ``forward`` and ``backward`` are workspace buffers owned by the module
-    and reused by its next call (so a training step allocates nothing after warm-up): copy
-    one if you need it to outlive the next call.
+    and reused by its next call (allocated once per batch shape): copy one if you need it to
+    outlive the next call.
     """
 
     def __init__(self, dtype=np.float32):
@@ -157,7 +172,7 @@ class Module:
                 f"state dict does not match the model: missing {missing}, unexpected {unexpected}"
             )
         for name, p in params.items():
-            value = state[name]
+            value = np.asarray(to_numpy(state[name]))
             if tuple(value.shape) != tuple(p.data.shape):
                 raise ValueError(
                     f"shape mismatch for {name!r}: the model expects {tuple(p.data.shape)}, "

@@ -1,22 +1,18 @@
 """Layers of the computation graph and ``Sequential``, which runs them in code order.
 
 Each layer defines ``forward`` (caching what it needs) and ``backward`` (upstream gradient
-times local gradient). ``Sequential`` runs a ``Linear`` directly followed by a ``ReLU`` as one
-fused op (GEMM + bias + ReLU forward, masked backward), the pair the GPU kernels accelerate.
+times local gradient); the activations live in ``activations.py``. ``Sequential`` runs a
+``Linear`` directly followed by a ``ReLU`` as one fused op (GEMM + bias + ReLU forward, masked
+backward), the pair the GPU kernels accelerate.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from . import init as _init
-from .module import Module, check_dtype
+from .activations import LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from .module import Module, check_dtype, check_fraction, check_positive_int
 from .parameter import Parameter
-
-
-def _positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 class Linear(Module):
@@ -29,8 +25,8 @@ class Linear(Module):
     def __init__(self, in_features, out_features, bias=True, *, init="kaiming",
                  dtype=np.float32):
         super().__init__(dtype)
-        self.in_features = _positive_int(in_features, "in_features")
-        self.out_features = _positive_int(out_features, "out_features")
+        self.in_features = check_positive_int(in_features, "in_features")
+        self.out_features = check_positive_int(out_features, "out_features")
         if init not in _init.SCHEMES:
             raise ValueError(f"init must be one of {sorted(_init.SCHEMES)}, got {init!r}")
         self.init = init
@@ -93,132 +89,6 @@ class Linear(Module):
         return grad_x
 
 
-class _Activation(Module):
-    """An elementwise activation that saves its output ``_y`` (or input) for backward."""
-
-    def __init__(self, dtype=np.float32):
-        super().__init__(dtype)
-        self._y = None
-
-    def forward(self, x):
-        y = self._buffer("out", x.shape)
-        self._activate(x, y)
-        self._y = y
-        return y
-
-    def backward(self, grad, input_grad=True):
-        y = self._saved(self._y)
-        if grad.shape != y.shape:
-            raise ValueError(f"{type(self).__name__}.backward expects a gradient of shape "
-                             f"{tuple(y.shape)}, got {tuple(grad.shape)}")
-        grad_x = self._buffer("grad_x", y.shape)
-        self._local_grad(y, grad, grad_x)
-        return grad_x
-
-
-class ReLU(_Activation):
-    """``max(z, 0)``: local gradient 1 where the output is positive, else 0."""
-
-    def _activate(self, x, y):
-        self.backend.xp.maximum(x, 0, out=y)
-
-    def _local_grad(self, y, grad, grad_x):
-        self.backend.xp.sign(y, out=grad_x)
-        grad_x *= grad
-
-
-class LeakyReLU(_Activation):
-    """``z`` where positive, ``negative_slope * z`` elsewhere (0 <= negative_slope < 1)."""
-
-    def __init__(self, negative_slope=0.01, dtype=np.float32):
-        super().__init__(dtype)
-        if not 0 <= negative_slope < 1:
-            raise ValueError(f"negative_slope must be in [0, 1), got {negative_slope!r}")
-        self.negative_slope = float(negative_slope)
-
-    def config(self):
-        return {"type": "LeakyReLU", "negative_slope": self.negative_slope}
-
-    def _activate(self, x, y):
-        xp = self.backend.xp
-        xp.multiply(x, self.negative_slope, out=y)
-        xp.maximum(x, y, out=y)
-
-    def _local_grad(self, y, grad, grad_x):
-        xp = self.backend.xp
-        grad_x[...] = xp.where(y > 0, grad, grad * self.negative_slope)
-
-
-class Sigmoid(_Activation):
-    """``1 / (1 + e^-z)``, computed as ``(1 + tanh(z/2)) / 2`` (no overflow); local
-    gradient ``y (1 - y)``."""
-
-    def _activate(self, x, y):
-        xp = self.backend.xp
-        xp.multiply(x, 0.5, out=y)
-        xp.tanh(y, out=y)
-        y += 1
-        y *= 0.5
-
-    def _local_grad(self, y, grad, grad_x):
-        self.backend.xp.subtract(1, y, out=grad_x)
-        grad_x *= y
-        grad_x *= grad
-
-
-class Tanh(_Activation):
-    """``tanh(z)``; local gradient ``1 - y^2``."""
-
-    def _activate(self, x, y):
-        self.backend.xp.tanh(x, out=y)
-
-    def _local_grad(self, y, grad, grad_x):
-        xp = self.backend.xp
-        xp.multiply(y, y, out=grad_x)
-        xp.subtract(1, grad_x, out=grad_x)
-        grad_x *= grad
-
-
-def _check_2d(layer, x):
-    if x.ndim != 2:
-        raise ValueError(f"{layer} expects 2-D input (batch, classes), got shape "
-                         f"{tuple(x.shape)}")
-
-
-class Softmax(_Activation):
-    """Row-wise softmax of (batch, classes); backward ``y * (g - sum(g * y))``."""
-
-    def _activate(self, x, y):
-        _check_2d("Softmax", x)
-        xp = self.backend.xp
-        xp.subtract(x, x.max(axis=1, keepdims=True), out=y)
-        xp.exp(y, out=y)
-        y /= y.sum(axis=1, keepdims=True)
-
-    def _local_grad(self, y, grad, grad_x):
-        xp = self.backend.xp
-        xp.multiply(grad, y, out=grad_x)
-        dot = grad_x.sum(axis=1, keepdims=True)
-        xp.subtract(grad, dot, out=grad_x)
-        grad_x *= y
-
-
-class LogSoftmax(_Activation):
-    """Row-wise log-softmax of (batch, classes); backward ``g - softmax * sum(g)``."""
-
-    def _activate(self, x, y):
-        _check_2d("LogSoftmax", x)
-        xp = self.backend.xp
-        xp.subtract(x, x.max(axis=1, keepdims=True), out=y)
-        y -= xp.log(xp.exp(y).sum(axis=1, keepdims=True))
-
-    def _local_grad(self, y, grad, grad_x):
-        xp = self.backend.xp
-        xp.exp(y, out=grad_x)
-        grad_x *= grad.sum(axis=1, keepdims=True)
-        xp.subtract(grad, grad_x, out=grad_x)
-
-
 class Flatten(Module):
     """(batch, d1, d2, ...) -> (batch, d1 * d2 * ...), e.g. 28x28 images to 784 features."""
 
@@ -242,9 +112,7 @@ class Dropout(Module):
 
     def __init__(self, p=0.5, dtype=np.float32):
         super().__init__(dtype)
-        if not 0 <= p < 1:
-            raise ValueError(f"dropout probability p must be in [0, 1), got {p!r}")
-        self.p = float(p)
+        self.p = check_fraction(p, "dropout probability p")
         self._mask = None
         self._ran = False
 
@@ -390,5 +258,10 @@ def from_config(config: dict) -> Module:
                          f"'type' is one of {sorted(LAYERS)}")
     kwargs = {k: v for k, v in config.items() if k != "type"}
     if config["type"] == "Sequential":
+        if not isinstance(kwargs.get("layers"), list):
+            raise ValueError(f"a Sequential description needs a 'layers' list, got {config!r}")
         return Sequential(*(from_config(c) for c in kwargs["layers"]))
-    return LAYERS[config["type"]](**kwargs)
+    try:
+        return LAYERS[config["type"]](**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"bad arguments in layer description {config!r}: {exc}") from exc

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import math
 
-from .nn import _positive_int
+from .module import check_positive_int
 
 
 class StepLR:
     """Multiply the learning rate by ``gamma`` every ``step_size`` epochs."""
 
     def __init__(self, step_size, gamma=0.1):
-        self.step_size = _positive_int(step_size, "step_size")
+        self.step_size = check_positive_int(step_size, "step_size")
         if not 0 < gamma <= 1:
             raise ValueError(f"gamma must be in (0, 1], got {gamma!r}")
         self.gamma = float(gamma)
@@ -32,7 +32,7 @@ class CosineLR:
     epochs (held at ``min_lr`` after that)."""
 
     def __init__(self, epochs, min_lr=0.0):
-        self.epochs = _positive_int(epochs, "epochs")
+        self.epochs = check_positive_int(epochs, "epochs")
         if min_lr < 0:
             raise ValueError(f"min_lr must be >= 0, got {min_lr!r}")
         self.min_lr = float(min_lr)

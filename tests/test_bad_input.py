@@ -60,8 +60,12 @@ def test_linear_sizes_are_validated(args, match):
 def test_other_constructor_arguments_are_validated():
     with pytest.raises(ValueError, match="init must be one of"):
         gn.Linear(2, 2, init="orthogonal")
-    with pytest.raises(ValueError, match=r"p must be in \[0, 1\), got 1"):
+    with pytest.raises(ValueError, match=r"p must be a number in \[0, 1\), got 1"):
         gn.Dropout(1)
+    with pytest.raises(ValueError, match=r"p must be a number in \[0, 1\), got 'a'"):
+        gn.Dropout("a")
+    with pytest.raises(ValueError, match=r"negative_slope must be a number in \[0, 1\), got -1"):
+        gn.LeakyReLU(-1)
     with pytest.raises(TypeError, match="dtype must be float32 or float64, got int32"):
         gn.Linear(2, 2, dtype=np.int32)
     with pytest.raises(TypeError, match="layer 1 is int"):
@@ -77,6 +81,21 @@ def test_load_state_dict_mismatches():
         model.load_state_dict({"0.weight": state["0.weight"]})
     with pytest.raises(ValueError, match=r"'0.weight': the model expects \(2, 3\), the state dict has \(3, 2\)"):
         model.load_state_dict({"0.weight": np.zeros((3, 2)), "0.bias": state["0.bias"]})
+
+
+def test_load_state_dict_accepts_nested_lists():
+    model = gn.Sequential(gn.Linear(2, 1))
+    model.load_state_dict({"0.weight": [[1.0, 2.0]], "0.bias": [0.5]})
+    np.testing.assert_array_equal(model(np.ones((1, 2), np.float32)), [[3.5]])
+
+
+def test_from_config_rejects_malformed_descriptions():
+    with pytest.raises(ValueError, match="needs a 'layers' list"):
+        gn.from_config({"type": "Sequential"})
+    with pytest.raises(ValueError, match="bad arguments in layer description"):
+        gn.from_config({"type": "Linear", "in_features": 2})
+    with pytest.raises(ValueError, match="unknown layer description"):
+        gn.from_config({"type": "Conv2d"})
 
 
 def test_gradcheck_requires_float64():

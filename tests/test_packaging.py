@@ -1,4 +1,5 @@
 """A built wheel works in a clean virtual environment, kernels/ sources included."""
+import shutil
 import subprocess
 import sys
 import venv
@@ -28,8 +29,20 @@ def _run(*cmd, cwd=None):
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
+def _tracked_copy(dest):
+    """A copy of the files git tracks (no stale build/ or egg-info to leak into the wheel)."""
+    listed = _run("git", "ls-files", "-z", cwd=ROOT)
+    assert listed.returncode == 0, listed.stderr
+    for name in filter(None, listed.stdout.split("\0")):
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, target)
+    return dest
+
+
 def test_wheel_installs_and_trains_in_a_clean_venv(tmp_path):
-    built = _run(sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps",
+    source = _tracked_copy(tmp_path / "src")
+    built = _run(sys.executable, "-m", "pip", "wheel", str(source), "--no-deps",
                  "--no-build-isolation", "-w", str(tmp_path / "dist"))
     assert built.returncode == 0, built.stderr[-2000:]
     wheel = next((tmp_path / "dist").glob("gpunet-*.whl"))
