@@ -24,6 +24,7 @@ import zipfile
 import numpy as np
 
 from . import optim
+from .backend import get_backend
 from .module import Module
 from .nn import from_config
 
@@ -65,10 +66,10 @@ class Checkpoint:
         hyper = {k: v for k, v in state.items()
                  if k not in ("type", "lr", "step") and not k.startswith(_BUFFER_PREFIX)}
         params = self.model.parameters() if params is None else params
-        optimizer = cls(params, lr=state["lr"], **hyper)
         try:
+            optimizer = cls(params, lr=state["lr"], **hyper)
             optimizer.load_state_dict(state)
-        except (KeyError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{self.path}: the optimizer state does not fit the "
                                   f"parameters: {exc}") from exc
         return optimizer
@@ -156,6 +157,9 @@ def _fsync_directory(directory):
 
 def _read_arrays(path):
     """Every entry of the ``.npz`` file as a NumPy array, or a CheckpointError."""
+    if os.path.isfile(path) and not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path} is not an .npz file (no zip archive found: another "
+                              f"kind of file, or a truncated checkpoint)")
     try:
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
@@ -168,13 +172,18 @@ def _read_arrays(path):
                               f"truncated .npz file): {exc}") from exc
 
 
-def _json_entry(arrays, key, path):
+def _json_dict_entry(arrays, key, path):
+    """The entry ``key``, a JSON object, as a dict."""
     try:
-        return json.loads(str(arrays[key][()]))
+        value = json.loads(str(arrays[key][()]))
     except KeyError:
         raise CheckpointError(f"{path} lacks the entry {key!r}") from None
     except (json.JSONDecodeError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: entry {key!r} is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path}: entry {key!r} must hold a JSON object (dict), got "
+                              f"{type(value).__name__} {value!r:.60}")
+    return value
 
 
 def _int_entry(arrays, key, path):
@@ -199,12 +208,16 @@ def _prefixed(arrays, prefix):
     return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
 
 
-def _build_model(arrays, path, device):
-    config = _json_entry(arrays, "model_config", path)
+def _build_model(arrays, path, backend):
+    config = _json_dict_entry(arrays, "model_config", path)
+    if "dtype" not in arrays:
+        raise CheckpointError(f"{path} lacks the entry 'dtype'")
+    dtype = str(arrays["dtype"][()])
     try:
-        model = from_config(config).to(device, str(arrays["dtype"][()]))
-    except KeyError:
-        raise CheckpointError(f"{path} lacks the entry 'dtype'") from None
+        model = from_config(config).to(backend, dtype)
+    except KeyError as exc:
+        raise CheckpointError(f"{path}: cannot rebuild the model: its configuration lacks "
+                              f"the key {exc}") from exc
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: cannot rebuild the model: {exc}") from exc
     try:
@@ -219,12 +232,13 @@ def load(path, device="cpu"):
     """Read a checkpoint written by :func:`save`; the model is rebuilt on ``device``
     (``"cpu"``, ``"gpu"`` or ``"auto"``). Returns a :class:`Checkpoint`."""
     path = os.fspath(path)
+    backend = get_backend(device)  # a bad device is the caller's error, not the file's
     arrays = _read_arrays(path)
     _check_format(arrays, path)
-    model = _build_model(arrays, path, device)
+    model = _build_model(arrays, path, backend)
     optimizer_state = None
     if "optimizer" in arrays:
-        optimizer_state = _json_entry(arrays, "optimizer", path)
+        optimizer_state = _json_dict_entry(arrays, "optimizer", path)
         if optimizer_state.get("type") not in OPTIMIZERS:
             raise CheckpointError(f"{path}: unknown optimizer type "
                                   f"{optimizer_state.get('type')!r}; expected one of "
@@ -239,5 +253,5 @@ def load(path, device="cpu"):
             raise CheckpointError(f"{path}: the best-epoch weights do not match the model "
                                   f"(expected {expected}, got {got})")
     epoch = _int_entry(arrays, "epoch", path)
-    meta = _json_entry(arrays, "meta", path)
+    meta = _json_dict_entry(arrays, "meta", path)
     return Checkpoint(path, model, optimizer_state, epoch, meta, best_state)

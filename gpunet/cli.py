@@ -230,6 +230,9 @@ def run_train(args):
     config = _run_config(args, stored)
     epochs = args.epochs or stored.get("epochs") or DEFAULT_EPOCHS[config["dataset"]]
     config["epochs"] = epochs
+    if resume is not None and epochs <= resume.epoch:
+        raise UsageError(f"{args.resume} has already trained {resume.epoch} epochs; pass "
+                         f"--epochs N with N > {resume.epoch} (the total to reach)")
     train, test, classes = load_data(config["dataset"], args.data_dir, not args.no_download,
                                      config["seed"])
     manual_seed(config["seed"])

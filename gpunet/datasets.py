@@ -250,7 +250,8 @@ def load(name: str, root=None, download: bool = True, *, mirror=None):
             searched = "\n".join(f"  {d}" for d in dirs)
             raise DatasetError(
                 f"{spec.title} file {datafile.name}[.gz] not found in:\n{searched}\n"
-                f"To fix: pass download=True; or {_what_to_do(spec)}."
+                f"To fix: allow the download (download=True in Python, drop --no-download "
+                f"on the command line); or {_what_to_do(spec)}."
             )
     train = _check_split(spec, "train", arrays["train_images"], arrays["train_labels"])
     test = _check_split(spec, "test", arrays["test_images"], arrays["test_labels"])

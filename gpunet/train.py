@@ -19,7 +19,8 @@ from .backend import manual_seed, to_numpy
 from .checkpoint import Checkpoint, load, save
 from .history import History, format_epoch, format_numbers
 from .loader import DataLoader
-from .nn import _positive_int
+from .losses import CrossEntropyLoss, NLLLoss
+from .module import check_positive_int
 from .progress import ProgressBar
 
 EVAL_BATCH_SIZE = 1024
@@ -70,6 +71,9 @@ def _pair(data, name):
 def _on_device(model, X, y=None):
     backend = model.backend
     X = backend.asarray(X)
+    if X.ndim == 0 or len(X) == 0:
+        raise ValueError(f"X must hold at least one sample, got "
+                         f"{'a 0-d array' if X.ndim == 0 else '0 samples'}")
     if y is not None:
         y = backend.asarray(y)
         if len(X) != len(y):
@@ -100,6 +104,25 @@ def _evaluation_mode(model):
         model.train(was_training)
 
 
+def _check_class_labels(model, loss_fn, X, y, what):
+    """For a loss on integer class labels, check all of ``y`` against the model's output
+    width (found by one evaluation-mode forward pass of ``X[:1]``) before any batch runs:
+    one host sync. A device backend flags bad labels and ``check_errors`` raises them."""
+    if not isinstance(loss_fn, (CrossEntropyLoss, NLLLoss)) or y.ndim != 1 \
+            or y.dtype.kind not in "iu":
+        return
+    with _evaluation_mode(model):
+        outputs = model(_FloatInput(model)(X[:1]))
+    if outputs.ndim != 2:
+        return  # the loss itself names the wrong shape
+    try:
+        model.backend.ops.check_labels(y, outputs.shape[1])
+        model.backend.ops.check_errors()
+    except ValueError as exc:
+        raise ValueError(f"{what}: {exc} (the model has {outputs.shape[1]} "
+                         f"outputs)") from None
+
+
 def _outputs(model, X, batch_size):
     """``(start, stop, outputs)`` per batch of ``X`` (outputs are reused buffers)."""
     to_input = _FloatInput(model)
@@ -109,8 +132,15 @@ def _outputs(model, X, batch_size):
 
 def evaluate(model, X, y, loss_fn=None, batch_size=EVAL_BATCH_SIZE) -> Evaluation:
     """Mean loss (with ``loss_fn``) and accuracy (for integer class labels) of ``model`` on
-    ``(X, y)``, in evaluation mode; the model's previous mode is restored afterwards."""
+    ``(X, y)``, in evaluation mode; the model's previous mode is restored afterwards.
+    Class labels outside the model's outputs raise ValueError before any batch runs."""
     X, y = _on_device(model, X, y)
+    _check_class_labels(model, loss_fn, X, y, "y")
+    return _evaluate(model, X, y, loss_fn, batch_size)
+
+
+def _evaluate(model, X, y, loss_fn, batch_size):
+    """:func:`evaluate` of ``(X, y)`` already on the device and checked."""
     xp = model.backend.xp
     loss_sum = xp.zeros((), dtype=np.float64)
     correct = xp.zeros((), dtype=np.int64)
@@ -144,11 +174,10 @@ def predict(model, X, batch_size=EVAL_BATCH_SIZE):
 
 
 def _split(model, X, y, fraction, seed):
-    """Split off a validation fraction with a permutation fixed by ``seed`` (0 if None),
-    so a resumed run validates on the same samples."""
+    """Split a validation fraction off the device arrays ``(X, y)`` with a permutation
+    fixed by ``seed`` (0 if None), so a resumed run validates on the same samples."""
     if not 0 <= fraction < 1:
         raise ValueError(f"val_split must be in [0, 1), got {fraction!r}")
-    X, y = _on_device(model, X, y)
     n_val = int(round(len(X) * fraction))
     if not 1 <= n_val < len(X):
         raise ValueError(f"val_split={fraction} of {len(X)} samples leaves {n_val} for "
@@ -235,7 +264,7 @@ class _EarlyStopping:
     ``patience``, keep a copy of its weights."""
 
     def __init__(self, patience, model, history, saved_best_state):
-        self.patience = None if patience is None else _positive_int(patience, "patience")
+        self.patience = None if patience is None else check_positive_int(patience, "patience")
         self.best_epoch, self.best_loss, self.best_state = 0, math.inf, None
         losses = [_monitored(r) for r in history]
         if not losses or self.patience is None:
@@ -314,7 +343,7 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
     A NaN or infinite training loss raises :class:`NonFiniteLossError` naming the epoch and
     step; the checkpoint file then still holds the last good epoch.
     """
-    epochs = _positive_int(epochs, "epochs")
+    epochs = check_positive_int(epochs, "epochs")
     X, y = _pair(train, "train")
     if optimizer.backend is not model.backend:
         raise ValueError(f"the optimizer's parameters are on {optimizer.backend.name}, the "
@@ -333,10 +362,13 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
     history = History(fit_state.get("history", []))
     seed = fit_state.get("seed") if seed is None else seed
     base_lr = fit_state.get("base_lr", optimizer.lr)
+    X, y = _on_device(model, X, y)
+    _check_class_labels(model, loss_fn, X, y, "train labels")
     if val_split:
         (X, y), val = _split(model, X, y, val_split, seed)
     elif val is not None:
         val = _on_device(model, *_pair(val, "val"))
+        _check_class_labels(model, loss_fn, *val, "val labels")
     loader = DataLoader(X, y, batch_size, shuffle=True, device=model.backend)
     stopper = _EarlyStopping(patience, model, history, saved_best)
     to_input = _FloatInput(model)
@@ -354,17 +386,19 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
         if schedule is not None:
             optimizer.lr = schedule(base_lr, index)
         started = time.perf_counter()
-        try:
-            train_loss, train_accuracy = _train_epoch(model, loss_fn, optimizer, loader,
-                                                      to_input, index + 1, epochs, progress)
-        except NonFiniteLossError as exc:
-            kept = (f"; the checkpoint {checkpoint} keeps epoch {done}"
-                    if checkpoint is not None and done else "")
-            raise NonFiniteLossError(f"{exc}{kept}. Try a lower learning rate.",
-                                     exc.epoch, exc.step) from None
-        train_seconds = time.perf_counter() - started
-        result = (evaluate(model, *val, loss_fn, eval_batch) if val is not None
-                  else Evaluation(None, None))
+        # a diverging run is reported by NonFiniteLossError, not by NumPy's warnings
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            try:
+                train_loss, train_accuracy = _train_epoch(
+                    model, loss_fn, optimizer, loader, to_input, index + 1, epochs, progress)
+            except NonFiniteLossError as exc:
+                kept = (f"; the checkpoint {checkpoint} keeps epoch {done}"
+                        if checkpoint is not None and done else "")
+                raise NonFiniteLossError(f"{exc}{kept}. Try a lower learning rate.",
+                                         exc.epoch, exc.step) from None
+            train_seconds = time.perf_counter() - started
+            result = (_evaluate(model, *val, loss_fn, eval_batch) if val is not None
+                      else Evaluation(None, None))
         record = {"epoch": index + 1, "lr": optimizer.lr, "train_loss": train_loss,
                   "train_accuracy": train_accuracy, "val_loss": result.loss,
                   "val_accuracy": result.accuracy,

@@ -185,3 +185,44 @@ def test_bad_json_entry(tmp_path):
     _rewrite(path, model_config=np.array("{not json"))
     with pytest.raises(gn.CheckpointError, match="model_config"):
         gn.load(path)
+
+
+@pytest.mark.parametrize("key, value", [("meta", "[1, 2]"), ("optimizer", "3"),
+                                        ("model_config", '"Sequential"')])
+def test_json_entries_must_be_objects(tmp_path, key, value):
+    model = _model()
+    path = _saved(tmp_path, model, gn.optim.SGD(model.parameters(), lr=0.1))
+    _rewrite(path, **{key: np.array(value)})
+    with pytest.raises(gn.CheckpointError, match=f"entry '{key}' must hold a JSON object"):
+        gn.load(path)
+
+
+def test_unrebuildable_model_and_missing_dtype(tmp_path):
+    path = _saved(tmp_path)
+    _rewrite(path, model_config=np.array('{"type": "Sequential"}'))
+    with pytest.raises(gn.CheckpointError, match="cannot rebuild the model") as info:
+        gn.load(path)
+    assert "dtype" not in str(info.value)
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files if k != "dtype"}
+    np.savez(path, **arrays)
+    with pytest.raises(gn.CheckpointError, match="lacks the entry 'dtype'"):
+        gn.load(path)
+
+
+def test_optimizer_state_without_lr(tmp_path):
+    model = _model()
+    path = _saved(tmp_path, model, gn.optim.SGD(model.parameters(), lr=0.1))
+    _rewrite(path, optimizer=np.array('{"type": "SGD", "step": 0}'))
+    with pytest.raises(gn.CheckpointError, match="optimizer state does not fit.*'lr'"):
+        gn.load(path).make_optimizer()
+
+
+def test_text_file_and_bad_device(tmp_path):
+    text = tmp_path / "notes.npz"
+    text.write_text("just some text\n")
+    with pytest.raises(gn.CheckpointError, match="is not an .npz file"):
+        gn.load(text)
+    with pytest.raises(ValueError, match="device must be one of") as info:
+        gn.load(_saved(tmp_path), device="tpu")
+    assert not isinstance(info.value, gn.CheckpointError)

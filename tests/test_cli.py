@@ -84,6 +84,9 @@ def test_resume_continues_the_run(tmp_path, capsys):
     assert gn.load(checkpoint).epoch == 4
     _error(capsys, ["train", "--resume", checkpoint, "--hidden", "8", "--device", "cpu"],
            "--hidden [8] differs from the resumed run's [16]")
+    for more in ([], ["--epochs", "2"]):  # the stored total (4), or a smaller one
+        _error(capsys, ["train", "--resume", checkpoint, "--device", "cpu", *more],
+               "already trained 4 epochs; pass --epochs N with N > 4")
 
 
 def test_existing_run_is_not_overwritten(tmp_path, capsys):
@@ -114,14 +117,14 @@ def test_semantic_errors_exit_2(tmp_path, capsys, monkeypatch):
     _error(capsys, ["eval", str(tmp_path / "missing.npz")], "does not exist")
     corrupt = tmp_path / "corrupt.npz"
     corrupt.write_bytes(b"not a checkpoint")
-    _error(capsys, ["eval", str(corrupt)], "corrupt or truncated")
+    _error(capsys, ["eval", str(corrupt)], "is not an .npz file")
     _error(capsys, ["train", "--resume", str(corrupt), "--device", "cpu"],
-           "corrupt or truncated")
+           "is not an .npz file")
     _error(capsys, ["train", "--data-dir", str(tmp_path / "nowhere"), "--device", "cpu",
                     "--out", str(tmp_path / "x")], "is not a folder")
     _error(capsys, ["train", "--data-dir", str(tmp_path), "--dataset", "mnist",
                     "--no-download", "--device", "cpu", "--out", str(tmp_path / "y")],
-           "not found")
+           "drop --no-download")
     gn.save(tmp_path / "plain.npz", gn.Sequential(gn.Linear(2, 2)))
     _error(capsys, ["eval", str(tmp_path / "plain.npz")], "not written by gpunet train")
 

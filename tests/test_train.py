@@ -1,6 +1,7 @@
 """fit / evaluate / predict, history, early stopping, schedules, divergence, resuming."""
 import io
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -271,7 +272,8 @@ def test_losses_are_read_once_per_epoch_without_progress_bar():
         _quiet_fit(model, opt, gn.datasets.xor(64, seed=0), epochs=3, batch_size=4)
     finally:
         backend.ops = original
-    assert _CountingOps.reads == 3  # 16 steps per epoch, one host read each epoch
+    # 16 steps per epoch, one host read each epoch, plus the label check before training
+    assert _CountingOps.reads == 1 + 3
 
 
 class _Terminal(io.StringIO):
@@ -304,3 +306,114 @@ def test_verbose_prints_one_line_per_epoch(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 and lines[1].startswith("epoch 2/2")
     assert [r["epoch"] for r in seen] == [1, 2]
+
+
+def test_empty_data_is_an_error():
+    model = _net()
+    empty_X, empty_y = np.zeros((0, 2), np.float32), np.zeros(0, np.int64)
+    with pytest.raises(ValueError, match="got 0 samples"):
+        gn.evaluate(model, empty_X, empty_y, gn.CrossEntropyLoss())
+    with pytest.raises(ValueError, match="got 0 samples"):
+        gn.predict(model, empty_X)
+
+
+def test_labels_are_checked_against_the_outputs_before_training():
+    X, y = gn.datasets.xor(40, seed=0)
+    model = _net()  # 2 outputs
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    opt = gn.optim.SGD(model.parameters(), lr=0.1)
+    bad = y.copy()
+    bad[-1] = 2  # in the last batch: a per-batch check would only see it after 3 steps
+    with pytest.raises(ValueError, match=r"train labels: label 2 at index 39 .*\[0, 2\)"):
+        _quiet_fit(model, opt, (X, bad), epochs=1, batch_size=10)
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, before[name])  # no step was taken
+    with pytest.raises(ValueError, match="val labels: label -1 at index 0"):
+        _quiet_fit(model, opt, (X, y), val=(X[:5], np.array([-1, 0, 1, 0, 1])), epochs=1)
+    with pytest.raises(ValueError, match="y: label 2 at index 39"):
+        gn.evaluate(model, X, bad, gn.NLLLoss())
+
+
+def test_diverging_run_raises_without_numpy_warnings():
+    X, y = gn.datasets.spirals(200, seed=0)
+    gn.manual_seed(0)
+    model = gn.Sequential(gn.Linear(2, 64), gn.ReLU(), gn.Linear(64, 64), gn.ReLU(),
+                          gn.Linear(64, 3))
+    opt = gn.optim.SGD(model.parameters(), lr=1e4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a RuntimeWarning would fail the test
+        with pytest.raises(gn.NonFiniteLossError, match="Try a lower learning rate"):
+            _quiet_fit(model, opt, (X, y), epochs=5, batch_size=20)
+
+
+def _uint8_quadrants(n, seed):
+    """4x4 uint8 images of 3 classes: faint noise plus a bright 2x2 block in quadrant
+    ``label`` (0: top left, 1: top right, 2: bottom left)."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, n)
+    images = rng.integers(0, 60, size=(n, 4, 4)).astype(np.uint8)
+    for i, label in enumerate(labels):
+        row, col = divmod(int(label), 2)
+        images[i, 2 * row:2 * row + 2, 2 * col:2 * col + 2] += 180
+    return images, labels
+
+
+def _device_model(backend):
+    gn.manual_seed(0)
+    return gn.Sequential(gn.Flatten(), gn.Linear(16, 16), gn.ReLU(),
+                         gn.Linear(16, 3)).to(backend)
+
+
+def test_fit_on_the_backend_with_device_uint8_images(tmp_path, backend):
+    X, y = _uint8_quadrants(300, seed=0)
+    X_val, y_val = _uint8_quadrants(60, seed=1)
+    val = (backend.asarray(X_val), backend.asarray(y_val))
+    model = _device_model(backend)
+    opt = gn.optim.Adam(model.parameters(), lr=0.02)
+    path = tmp_path / "run.npz"
+    history = _quiet_fit(model, opt, (backend.asarray(X), backend.asarray(y)), val=val,
+                         epochs=6, batch_size=32, checkpoint=path, seed=0)
+    assert history["train_loss"][-1] < 0.5 * history["train_loss"][0]
+    assert history["val_accuracy"][-1] >= 0.95
+    loss_fn = gn.CrossEntropyLoss()
+    on_device = gn.evaluate(model, *val, loss_fn)
+    assert on_device.loss == pytest.approx(history["val_loss"][-1], rel=1e-5)
+
+    outputs = gn.predict(model, val[0], batch_size=7)
+    assert type(outputs) is type(val[0])  # stays on the model's device
+    predicted = gn.to_numpy(outputs).argmax(axis=1)
+    assert float((predicted == y_val).mean()) == pytest.approx(on_device.accuracy)
+
+    saved = gn.load(path)  # written on `backend`, read on the CPU
+    assert saved.epoch == 6
+    on_cpu = gn.evaluate(saved.model, X_val, y_val, loss_fn)
+    assert on_cpu.loss == pytest.approx(on_device.loss, rel=1e-4)
+    assert on_cpu.accuracy == pytest.approx(on_device.accuracy, abs=1 / 60)  # ties may flip
+    with pytest.raises(ValueError, match="label 3 at index 0"):
+        gn.evaluate(model, val[0][:4], backend.asarray(np.array([3, 0, 1, 2])), loss_fn)
+
+
+def test_early_stopping_and_nan_stop_on_the_backend(tmp_path, backend):
+    X, y = _uint8_quadrants(200, seed=0)
+    X, y = backend.asarray(X), backend.asarray(y)
+    val = (X[:50], (y[:50] + 1) % 3)  # wrong labels: fitting the training set hurts them
+    model = _device_model(backend)
+    opt = gn.optim.Adam(model.parameters(), lr=0.02)
+    path = tmp_path / "run.npz"
+    history = _quiet_fit(model, opt, (X, y), val=val, epochs=30, batch_size=25,
+                         patience=2, checkpoint=path)
+    best = int(np.argmin(history["val_loss"]))
+    assert len(history) == best + 1 + 2 < 30
+    best_loss = history["val_loss"][best]
+    assert gn.evaluate(model, *val, gn.CrossEntropyLoss()).loss == \
+        pytest.approx(best_loss, rel=1e-5)
+    saved = gn.load(path)
+    cpu_val = (gn.to_numpy(val[0]), gn.to_numpy(val[1]))
+    assert gn.evaluate(saved.model, *cpu_val, gn.CrossEntropyLoss()).loss == \
+        pytest.approx(best_loss, rel=1e-4)
+
+    opt = gn.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(gn.NonFiniteLossError, match=r"nan at epoch 2, step 3 of 8") as info:
+        gn.fit(model, _LossTurningNaN(bad_call=11), opt, (X, y), epochs=3, batch_size=25,
+               progress=False, verbose=False)
+    assert (info.value.epoch, info.value.step) == (2, 3)
