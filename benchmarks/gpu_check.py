@@ -20,6 +20,7 @@ import cupy
 import numpy as np
 
 import gpunet as gn
+from gpunet.bench_report import nvidia_driver_version
 from gpunet.ops import cupy_ops
 from gpunet.ops.cupy_ops import CupyOps
 from gpunet.ops.numpy_ops import NumpyOps
@@ -64,7 +65,8 @@ def device_info():
         "memory_bytes": props["totalGlobalMem"],
         "cupy": cupy.__version__,
         "cuda_runtime": runtime.runtimeGetVersion(),
-        "cuda_driver": runtime.driverGetVersion(),
+        "cuda_driver_api_version": runtime.driverGetVersion(),
+        "nvidia_driver_version": nvidia_driver_version(),
         "nvrtc": ".".join(map(str, nvrtc.getVersion())),
         "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }

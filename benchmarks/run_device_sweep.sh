@@ -29,7 +29,7 @@ timeout 220 $PY -m pytest -q -p no:cacheprovider -m gpu -rs tests || {
     echo "FAIL: the GPU tests fail: fix the kernels before benchmarking them"; exit 1; }
 
 echo "== 2/3 gpunet bench --device gpu"
-timeout 270 $PY -m gpunet.bench --device gpu --out "$OUT"
+timeout 270 $PY -m gpunet bench --device gpu --out "$OUT"
 sweep_rc=$?
 
 echo "== 3/3 pytest-benchmark, GPU cases"

@@ -1,4 +1,4 @@
-"""Batch-size throughput sweep: ``gpunet bench`` (also ``python -m gpunet.bench``).
+"""Batch-size throughput sweep: ``gpunet bench`` (also ``python -m gpunet bench``).
 
 For each batch size and each variant (``numpy``, ``cupy-unfused``, ``cupy-fused``, ``torch``,
 ``gemm-floor``) on one device: training-step throughput (samples/s) and the time of one
@@ -12,8 +12,10 @@ import argparse
 import math
 import statistics
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import bench_report as report
 from .backend import BackendUnavailable, get_backend, set_tf32, warmup
@@ -150,6 +152,22 @@ def choose_variants(requested, device) -> tuple[list[str], dict[str, str]]:
         elif device in VARIANT_DEVICES[name]:
             skipped[name] = reason
     return chosen, skipped
+
+
+def prepare_output_folder(path: str) -> Path:
+    """Create the ``--out`` folder and check that a file can be written in it, so that a bad
+    ``--out`` fails before the sweep instead of losing its results after it."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise BenchError(f"--out {path}: expected a folder, got an existing file")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise BenchError(f"--out {path}: expected a writable folder; creating it or a "
+                         f"file in it failed: {exc.strerror or exc}") from exc
+    return out
 
 
 def build_variant(name, backend, workload, tf32):
@@ -334,6 +352,8 @@ def run(args: argparse.Namespace) -> int:
         backend = get_backend(args.device)
         device = backend.name
         names, skipped = choose_variants(args.variants, device)
+        if args.out:
+            prepare_output_folder(args.out)
     except (BenchError, BackendUnavailable) as exc:
         say(f"gpunet bench: error: {exc}")
         return 2
@@ -362,12 +382,7 @@ def run(args: argparse.Namespace) -> int:
     return 1 if any(row["status"] == "error" for row in rows) else 0
 
 
-def main(argv=None) -> int:
-    """``python -m gpunet.bench [options]``."""
-    parser = argparse.ArgumentParser(prog="gpunet bench", description=__doc__.split("\n")[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+if __name__ == "__main__":  # ``python -m gpunet.bench``: the same as ``gpunet bench``
+    from gpunet.cli import main
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["bench", *sys.argv[1:]]))

@@ -8,6 +8,7 @@ import datetime
 import json
 import os
 import platform
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,19 @@ def _blas_info():
             for pool in threadpool_info() if pool.get("user_api") == "blas"]
 
 
+def nvidia_driver_version() -> str | None:
+    """The NVIDIA driver's version (e.g. ``580.65.06``) from ``nvidia-smi``, or None where it
+    does not answer."""
+    try:
+        result = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = result.stdout.split()
+    return lines[0] if result.returncode == 0 and lines else None
+
+
 def _gpu_info(xp) -> dict:
     runtime = xp.cuda.runtime
     props = runtime.getDeviceProperties(xp.cuda.Device().id)
@@ -56,7 +70,8 @@ def _gpu_info(xp) -> dict:
             "compute_capability": xp.cuda.Device().compute_capability,
             "memory_gib": round(props["totalGlobalMem"] / 2 ** 30, 1),
             "cupy": xp.__version__, "cuda_runtime": runtime.runtimeGetVersion(),
-            "cuda_driver": runtime.driverGetVersion()}
+            "cuda_driver_api_version": runtime.driverGetVersion(),
+            "nvidia_driver_version": nvidia_driver_version()}
 
 
 def _torch_info() -> dict | None:

@@ -4,6 +4,10 @@ import argparse
 import csv
 import importlib.util
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -68,6 +72,62 @@ def test_cpu_defaults_skip_gpu_variants_and_refuse_them_when_asked():
 def test_gpu_request_without_a_gpu_exits_2_with_the_reason(capsys):
     assert bench.run(parse(TINY[2:] + ["--device", "gpu"])) == 2
     assert "gpunet bench: error: the GPU backend is unavailable" in capsys.readouterr().err
+
+
+class SweepStarted(Exception):
+    """Raised by a stand-in for ``bench.sweep``: the sweep was reached."""
+
+
+@pytest.mark.parametrize("below", ["", "sub"])
+def test_bad_out_fails_before_measuring(below, tmp_path, monkeypatch, capsys):
+    existing = tmp_path / "results.txt"
+    existing.write_text("kept")
+    monkeypatch.setattr(bench, "sweep", lambda *a, **k: pytest.fail("the sweep ran"))
+    out = existing / below if below else existing
+    assert bench.run(parse(TINY + ["--out", str(out)])) == 2
+    err = capsys.readouterr().err
+    expected = "expected a folder, got an existing file" if not below else \
+        "expected a writable folder; creating it or a file in it failed: Not a directory"
+    assert f"gpunet bench: error: --out {out}: {expected}" in err
+    assert existing.read_text() == "kept"
+
+
+def test_out_folder_exists_before_measuring(tmp_path, monkeypatch):
+    out = tmp_path / "new" / "run"
+
+    def sweep(*args, **kwargs):
+        assert out.is_dir() and not any(out.iterdir())  # created, and the probe file gone
+        raise SweepStarted
+
+    monkeypatch.setattr(bench, "sweep", sweep)
+    with pytest.raises(SweepStarted):
+        bench.run(parse(TINY + ["--out", str(out)]))
+
+
+def test_python_dash_m_gpunet_bench_reports_errors_like_the_cli(tmp_path):
+    existing = tmp_path / "file"
+    existing.write_text("")
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    result = subprocess.run([sys.executable, "-m", "gpunet.bench", *TINY, "--out", str(existing)],
+                            capture_output=True, text=True, cwd=root, env=env, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"gpunet bench: error: --out {existing}: expected a folder")
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("script, expected", [
+    ("echo 580.65.06; echo 580.65.06", "580.65.06"),  # one line per GPU
+    ("echo 'NVIDIA-SMI has failed' >&2; exit 9", None),
+    (None, None),  # not installed
+])
+def test_nvidia_driver_version_from_nvidia_smi(script, expected, tmp_path, monkeypatch):
+    if script is not None:
+        fake = tmp_path / "nvidia-smi"
+        fake.write_text(f"#!/bin/sh\n{script}\n")
+        fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert bench_report.nvidia_driver_version() == expected
 
 
 # -- the timing loop ---------------------------------------------------------------------
