@@ -21,7 +21,8 @@ from .module import Module
 from .activations import LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from .nn import Dropout, Flatten, Linear, Sequential, from_config
 from .parameter import Parameter
-from .train import Evaluation, NonFiniteLossError, evaluate, fit, predict
+from .evaluation import Evaluation, evaluate, predict
+from .train import NonFiniteLossError, fit
 
 __version__ = "0.1.0"
 

@@ -22,7 +22,8 @@ from .checkpoint import CheckpointError, load
 from .datasets import DatasetError
 from .losses import CrossEntropyLoss
 from .schedules import CosineLR, StepLR
-from .train import NonFiniteLossError, evaluate, fit, predict
+from .evaluation import evaluate, predict
+from .train import NonFiniteLossError, fit
 
 ACTIVATIONS = {"relu": (nn.ReLU, "kaiming"), "leaky_relu": (nn.LeakyReLU, "kaiming"),
                "sigmoid": (nn.Sigmoid, "xavier"), "tanh": (nn.Tanh, "xavier")}

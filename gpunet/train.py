@@ -1,5 +1,5 @@
 """Training: :func:`fit` (epochs of mini-batch updates, validation, early stopping,
-learning-rate schedules, checkpoints), :func:`evaluate` and :func:`predict`.
+learning-rate schedules, checkpoints); evaluation lives in ``evaluation.py``.
 
 The data are moved to the model's device once. During an epoch the loss of every step is
 written into a device array and read to the host only when a person looks at a number (a
@@ -8,22 +8,19 @@ found and where device kernels report flagged errors.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-from typing import NamedTuple
 
 import numpy as np
 
 from .backend import manual_seed, to_numpy
 from .checkpoint import Checkpoint, load, save
+from .evaluation import (EVAL_BATCH_SIZE, Evaluation, FloatInput, check_class_labels,
+                         evaluate_on_device, on_device)
 from .history import History, format_epoch, format_numbers
 from .loader import DataLoader
-from .losses import CrossEntropyLoss, NLLLoss
 from .module import check_positive_int
 from .progress import ProgressBar
-
-EVAL_BATCH_SIZE = 1024
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -35,142 +32,10 @@ class NonFiniteLossError(FloatingPointError):
         self.step = step
 
 
-class Evaluation(NamedTuple):
-    """Mean loss (None without a loss function) and accuracy (None unless the targets are
-    class labels) over a dataset."""
-
-    loss: float | None
-    accuracy: float | None
-
-
-class _FloatInput:
-    """Batches in the model's float dtype: uint8 images are divided by 255 (as
-    :func:`gpunet.datasets.to_float` does) into one reused device buffer."""
-
-    def __init__(self, model):
-        self.model = model
-        self._buffer = None
-
-    def __call__(self, xb):
-        if xb.dtype != np.uint8:
-            return xb  # floating input is used (or cast) by the model itself
-        buf = self._buffer
-        if buf is None or buf.shape[1:] != xb.shape[1:] or len(buf) < len(xb):
-            buf = self._buffer = self.model.backend.xp.empty(xb.shape, self.model.dtype)
-        out = buf[:len(xb)]
-        self.model.backend.xp.divide(xb, 255, out=out, dtype=self.model.dtype)
-        return out
-
-
 def _pair(data, name):
     if not isinstance(data, (tuple, list)) or len(data) != 2:
         raise TypeError(f"{name} must be a pair (X, y) of arrays, got {type(data).__name__}")
     return data
-
-
-def _on_device(model, X, y=None):
-    backend = model.backend
-    X = backend.asarray(X)
-    if X.ndim == 0 or len(X) == 0:
-        raise ValueError(f"X must hold at least one sample, got "
-                         f"{'a 0-d array' if X.ndim == 0 else '0 samples'}")
-    if y is not None:
-        y = backend.asarray(y)
-        if len(X) != len(y):
-            raise ValueError(f"X and y must have the same number of samples, got {len(X)} "
-                             f"and {len(y)}")
-    return X, y
-
-
-def _batches(n, batch_size):
-    size = n if batch_size is None else batch_size
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
-    return [(start, min(start + size, n)) for start in range(0, n, size)]
-
-
-def _is_class_labels(outputs, y):
-    return outputs.ndim == 2 and y.ndim == 1 and y.dtype.kind in "iu"
-
-
-@contextlib.contextmanager
-def _evaluation_mode(model):
-    """Evaluation mode inside the block; the model's previous mode afterwards."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
-
-
-def _check_class_labels(model, loss_fn, X, y, what):
-    """For a loss on integer class labels, check all of ``y`` against the model's output
-    width (found by one evaluation-mode forward pass of ``X[:1]``) before any batch runs:
-    one host sync. A device backend flags bad labels and ``check_errors`` raises them."""
-    if not isinstance(loss_fn, (CrossEntropyLoss, NLLLoss)) or y.ndim != 1 \
-            or y.dtype.kind not in "iu":
-        return
-    with _evaluation_mode(model):
-        outputs = model(_FloatInput(model)(X[:1]))
-    if outputs.ndim != 2:
-        return  # the loss itself names the wrong shape
-    try:
-        model.backend.ops.check_labels(y, outputs.shape[1])
-        model.backend.ops.check_errors()
-    except ValueError as exc:
-        raise ValueError(f"{what}: {exc} (the model has {outputs.shape[1]} "
-                         f"outputs)") from None
-
-
-def _outputs(model, X, batch_size):
-    """``(start, stop, outputs)`` per batch of ``X`` (outputs are reused buffers)."""
-    to_input = _FloatInput(model)
-    for start, stop in _batches(len(X), batch_size):
-        yield start, stop, model(to_input(X[start:stop]))
-
-
-def evaluate(model, X, y, loss_fn=None, batch_size=EVAL_BATCH_SIZE) -> Evaluation:
-    """Mean loss (with ``loss_fn``) and accuracy (for integer class labels) of ``model`` on
-    ``(X, y)``, in evaluation mode; the model's previous mode is restored afterwards.
-    Class labels outside the model's outputs raise ValueError before any batch runs."""
-    X, y = _on_device(model, X, y)
-    _check_class_labels(model, loss_fn, X, y, "y")
-    return _evaluate(model, X, y, loss_fn, batch_size)
-
-
-def _evaluate(model, X, y, loss_fn, batch_size):
-    """:func:`evaluate` of ``(X, y)`` already on the device and checked."""
-    xp = model.backend.xp
-    loss_sum = xp.zeros((), dtype=np.float64)
-    correct = xp.zeros((), dtype=np.int64)
-    classes = True
-    with _evaluation_mode(model):
-        for start, stop, outputs in _outputs(model, X, batch_size):
-            yb = y[start:stop]
-            classes = _is_class_labels(outputs, yb)
-            if loss_fn is not None:
-                loss_sum += loss_fn(outputs, yb) * (stop - start)
-            batch_correct = getattr(loss_fn, "last_correct", None)
-            if batch_correct is None and classes:
-                batch_correct = xp.count_nonzero(outputs.argmax(axis=1) == yb)
-            if batch_correct is not None:
-                correct += batch_correct
-    model.backend.ops.check_errors()
-    loss = float(loss_sum) / len(X) if loss_fn is not None else None
-    return Evaluation(loss, int(correct) / len(X) if classes else None)
-
-
-def predict(model, X, batch_size=EVAL_BATCH_SIZE):
-    """The model's outputs for ``X`` (evaluation mode), one array on the model's device."""
-    X, _ = _on_device(model, X)
-    result = None
-    with _evaluation_mode(model):
-        for start, stop, outputs in _outputs(model, X, batch_size):
-            if result is None:
-                result = model.backend.xp.empty((len(X),) + outputs.shape[1:], outputs.dtype)
-            result[start:stop] = outputs
-    return result
 
 
 def _split(model, X, y, fraction, seed):
@@ -362,16 +227,16 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
     history = History(fit_state.get("history", []))
     seed = fit_state.get("seed") if seed is None else seed
     base_lr = fit_state.get("base_lr", optimizer.lr)
-    X, y = _on_device(model, X, y)
-    _check_class_labels(model, loss_fn, X, y, "train labels")
+    X, y = on_device(model, X, y)
+    check_class_labels(model, loss_fn, X, y, "train labels")
     if val_split:
         (X, y), val = _split(model, X, y, val_split, seed)
     elif val is not None:
-        val = _on_device(model, *_pair(val, "val"))
-        _check_class_labels(model, loss_fn, *val, "val labels")
+        val = on_device(model, *_pair(val, "val"))
+        check_class_labels(model, loss_fn, *val, "val labels")
     loader = DataLoader(X, y, batch_size, shuffle=True, device=model.backend)
     stopper = _EarlyStopping(patience, model, history, saved_best)
-    to_input = _FloatInput(model)
+    to_input = FloatInput(model)
     eval_batch = max(loader.batch_size, EVAL_BATCH_SIZE)
 
     def save_checkpoint(epoch, best_state):
@@ -397,7 +262,7 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
                 raise NonFiniteLossError(f"{exc}{kept}. Try a lower learning rate.",
                                          exc.epoch, exc.step) from None
             train_seconds = time.perf_counter() - started
-            result = (_evaluate(model, *val, loss_fn, eval_batch) if val is not None
+            result = (evaluate_on_device(model, *val, loss_fn, eval_batch) if val is not None
                       else Evaluation(None, None))
         record = {"epoch": index + 1, "lr": optimizer.lr, "train_loss": train_loss,
                   "train_accuracy": train_accuracy, "val_loss": result.loss,
