@@ -59,16 +59,20 @@ class LeakyReLU(_Activation):
         grad_x[...] = xp.where(y > 0, grad, grad * self.negative_slope)
 
 
+def sigmoid(xp, x, out):
+    """``out = 1 / (1 + e^-x)``, computed as ``(1 + tanh(x/2)) / 2`` (no overflow)."""
+    xp.multiply(x, 0.5, out=out)
+    xp.tanh(out, out=out)
+    out += 1
+    out *= 0.5
+    return out
+
+
 class Sigmoid(_Activation):
-    """``1 / (1 + e^-z)``, computed as ``(1 + tanh(z/2)) / 2`` (no overflow); local
-    gradient ``y (1 - y)``."""
+    """``1 / (1 + e^-z)`` (see :func:`sigmoid`); local gradient ``y (1 - y)``."""
 
     def _activate(self, x, y):
-        xp = self.backend.xp
-        xp.multiply(x, 0.5, out=y)
-        xp.tanh(y, out=y)
-        y += 1
-        y *= 0.5
+        sigmoid(self.backend.xp, x, y)
 
     def _local_grad(self, y, grad, grad_x):
         self.backend.xp.subtract(1, y, out=grad_x)

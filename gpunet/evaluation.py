@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .loader import resolve_batch_size
 from .losses import CrossEntropyLoss, NLLLoss
 
 EVAL_BATCH_SIZE = 1024
@@ -54,9 +55,7 @@ def on_device(model, X, y=None):
 
 
 def _batches(n, batch_size):
-    size = n if batch_size is None else batch_size
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+    size = resolve_batch_size(batch_size, n, drop_last=False)
     return [(start, min(start + size, n)) for start in range(0, n, size)]
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from .backend import get_backend
 
 
-def _resolve_batch_size(batch_size, num_samples: int, drop_last: bool) -> int:
+def resolve_batch_size(batch_size, num_samples: int, drop_last: bool) -> int:
     """``batch_size`` as a positive int (``None``: the whole dataset), checked against ``n``."""
     if batch_size is None:
         return num_samples
@@ -66,7 +66,7 @@ class DataLoader:
         self.num_samples = len(self.X)
         if self.num_samples == 0:
             raise ValueError("the dataset is empty (0 samples)")
-        self.batch_size = _resolve_batch_size(batch_size, self.num_samples, drop_last)
+        self.batch_size = resolve_batch_size(batch_size, self.num_samples, drop_last)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
 

@@ -2,6 +2,7 @@
 ``backward()``, the gradient of that loss with respect to its prediction input."""
 from __future__ import annotations
 
+from .activations import sigmoid
 from .backend import backend_of
 
 
@@ -124,10 +125,7 @@ class BCEWithLogitsLoss(Loss):
         xp = backend.xp
         loss = (xp.maximum(logits, 0) - logits * target
                 + xp.log1p(xp.exp(-xp.abs(logits)))).mean()
-        xp.multiply(logits, 0.5, out=grad)
-        xp.tanh(grad, out=grad)
-        grad += 1
-        grad *= 0.5
+        sigmoid(xp, logits, grad)
         grad -= target
         grad *= 1.0 / grad.size
         return loss.astype(logits.dtype)

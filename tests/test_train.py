@@ -417,3 +417,12 @@ def test_early_stopping_and_nan_stop_on_the_backend(tmp_path, backend):
         gn.fit(model, _LossTurningNaN(bad_call=11), opt, (X, y), epochs=3, batch_size=25,
                progress=False, verbose=False)
     assert (info.value.epoch, info.value.step) == (2, 3)
+
+
+def test_evaluate_and_predict_check_batch_size_like_the_loader():
+    model = gn.Sequential(gn.Linear(2, 2))
+    X, y = np.zeros((4, 2), np.float32), np.zeros(4, np.int64)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer or None"):
+        gn.evaluate(model, X, y, batch_size=0)
+    with pytest.raises(TypeError, match="batch_size must be a positive integer or None"):
+        gn.predict(model, X, batch_size=2.5)

@@ -108,6 +108,13 @@ class NumpyOps:
             buf = self._scratch_buffers[key] = self.xp.empty_like(like)
         return buf
 
+    def _decayed(self, param, grad, weight_decay):
+        """``grad + weight_decay * param`` (L2 decay) in a reused workspace."""
+        g = self._scratch("decayed", param)
+        self.xp.multiply(param, weight_decay, out=g)
+        g += grad
+        return g
+
     def sgd_update(self, param, grad, velocity, lr, *, momentum, weight_decay, nesterov):
         """One SGD step in place; ``lr`` is a 1-element device array.
 
@@ -115,11 +122,7 @@ class NumpyOps:
         ``v`` (or ``g + momentum * v`` for Nesterov); ``param -= lr * step``.
         """
         xp = self.xp
-        g = grad
-        if weight_decay:
-            g = self._scratch("decayed", param)
-            xp.multiply(param, weight_decay, out=g)
-            g += grad
+        g = self._decayed(param, grad, weight_decay) if weight_decay else grad
         direction = g
         if momentum:
             velocity *= momentum
@@ -144,9 +147,7 @@ class NumpyOps:
         if weight_decay and decoupled:
             param *= 1 - lr * weight_decay
         elif weight_decay:
-            g = self._scratch("decayed", param)
-            xp.multiply(param, weight_decay, out=g)
-            g += grad
+            g = self._decayed(param, grad, weight_decay)
         work = self._scratch("update", param)
         exp_avg *= beta1
         xp.multiply(g, 1 - beta1, out=work)
