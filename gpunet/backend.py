@@ -128,17 +128,29 @@ def _driver_loads() -> bool:
     return True
 
 
+INSTALL_HINT = ("pip install 'gpunet[cuda13]' for a driver whose nvidia-smi shows CUDA Version "
+                "13.x, 'gpunet[cuda12]' for 12.x (see the README's GPU section)")
+
+
+def _compile_probe(cupy) -> None:
+    """Compile and run a CuPy reduction and one of gpunet's own kernel modules: both need
+    NVRTC and the CUDA headers, which a driver alone does not bring."""
+    from .ops.launchers import optim
+
+    cupy.arange(4, dtype=cupy.float32).sum().get()
+    optim.SOURCE.warmup()
+
+
 @functools.lru_cache(maxsize=None)
 def gpu_status() -> tuple[bool, str]:
-    """Probe once whether CuPy imports and a CUDA device answers: ``(ok, reason)``."""
+    """Probe once whether CuPy imports, a CUDA device answers and kernels compile:
+    ``(ok, reason)``, the reason naming the fix where there is one."""
     try:
         import cupy
     except ImportError as exc:
-        return False, (
-            f"CuPy is not installed ({exc}); install gpunet[cuda12] or gpunet[cuda13]"
-        )
+        return False, f"CuPy is not installed ({exc}); {INSTALL_HINT}"
     except Exception as exc:  # a broken CuPy install must not break the CPU path
-        return False, f"CuPy failed to import: {exc}"
+        return False, f"CuPy failed to import: {exc}; reinstall it: {INSTALL_HINT}"
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:
@@ -146,15 +158,22 @@ def gpu_status() -> tuple[bool, str]:
         if not _driver_loads():
             return False, "no NVIDIA driver is installed (libcuda.so.1 cannot be loaded)"
         if "InsufficientDriver" in text or "driver version is insufficient" in text:
-            return False, f"the NVIDIA driver is too old for this CuPy build ({text})"
+            return False, (f"the NVIDIA driver is too old for this CuPy build ({text}); "
+                           f"update the driver, or {INSTALL_HINT}")
         return False, f"no CUDA device answers ({text})"
     if count == 0:
         return False, "no CUDA device found"
     try:
         cupy.cuda.Device(0).compute_capability
-        cupy.arange(4, dtype=cupy.float32).sum().get()
+        cupy.zeros(4, dtype=cupy.float32).get()
     except Exception as exc:
         return False, f"the CUDA device does not work through CuPy ({exc})"
+    try:
+        _compile_probe(cupy)
+    except Exception as exc:
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return False, (f"CuPy is installed but cannot compile kernels: {first_line}; the "
+                       f"CUDA headers and NVRTC come with the extra: {INSTALL_HINT}")
     return True, "ok"
 
 

@@ -55,7 +55,6 @@ class Optimizer:
         """Update every parameter from its ``grad`` (one fused update over the flat buffer)."""
         self._check_flat()
         self.step_count += 1
-        self._step += 1
         self._update()
 
     def _update(self):
@@ -165,6 +164,7 @@ class Adam(Optimizer):
                 "weight_decay": self.weight_decay}
 
     def _update(self):
+        self._step += 1  # the bias corrections read the step count on the device
         self.backend.ops.adam_update(
             self.flat.data, self.flat.grad, self.buffers["exp_avg"],
             self.buffers["exp_avg_sq"], self._lr, self._step, beta1=self.beta1,

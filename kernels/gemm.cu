@@ -6,14 +6,22 @@
 //   forward      out = x W^T + b   : TA = false (x is M x K),  TB = true  (W is N x K)
 //   weight grad  dW  = dZ^T X      : TA = true  (dZ is K x M), TB = false (X is K x N)
 //   input grad   dX  = dZ W        : TA = false (dZ is M x K), TB = false (W is K x N)
-// A 256-thread block computes a 64 x 64 tile of C, each thread a 4 x 4 grid of elements
-// strided by 16 (conflict-free shared reads, coalesced stores); K advances 16 at a time.
+// A block of THREADS_SIDE^2 threads (16 x 16) computes a TILE x TILE (64 x 64) tile of C, each
+// thread a PER_THREAD x PER_THREAD (4 x 4) grid of elements strided by THREADS_SIDE
+// (conflict-free shared reads, coalesced stores); K advances TILE_K (16) at a time.
+//
+// Launcher: gpunet/ops/launchers/gemm.py (it passes -DTILE, -DTILE_K, -DTHREADS_SIDE).
+// NumPy reference: NumpyOps.linear_forward / linear_relu_forward / linear_backward.
+// Tests: tests/test_cupy_ops.py (the "tiled" route), tests/test_gpu_path.py.
 // No headers: everything used here is an NVRTC built-in.
 
-#define TILE 64
-#define TILE_K 16
-#define THREADS_SIDE 16  // 16 x 16 threads
-#define PER_THREAD 4     // TILE / THREADS_SIDE
+#if !defined(TILE) || !defined(TILE_K) || !defined(THREADS_SIDE)
+#error "launch sizes come from gpunet/ops/launchers/gemm.py as -DTILE=... -DTILE_K=... -DTHREADS_SIDE=..."
+#endif
+#define PER_THREAD (TILE / THREADS_SIDE)
+static_assert(TILE % THREADS_SIDE == 0, "a thread computes a whole PER_THREAD x PER_THREAD grid");
+static_assert((TILE * TILE_K) % (THREADS_SIDE * THREADS_SIDE) == 0,
+              "every thread loads the same number of tile elements");
 
 // Element (m, k) of op(A) and (k, n) of op(B), zero outside the matrix.
 template <bool TA>
@@ -48,7 +56,7 @@ gemm_bias_act(const float* __restrict__ a, const float* __restrict__ b,
         for (int j = 0; j < PER_THREAD; ++j) acc[i][j] = 0.f;
 
     for (int k0 = 0; k0 < K; k0 += TILE_K) {
-        // Each tile holds TILE * TILE_K = 1024 elements: 4 per thread. The index order
+        // Each tile holds TILE * TILE_K elements, as many per thread. The index order
         // follows the storage so that neighbouring threads read neighbouring addresses.
 #pragma unroll
         for (int r = 0; r < (TILE * TILE_K) / (THREADS_SIDE * THREADS_SIDE); ++r) {

@@ -4,7 +4,15 @@
 // bias and applies the ReLU in place. Backward: one pass masks the upstream gradient with the
 // saved output (ReLU'(z) = out > 0) and reduces per-block partial bias gradients; a second,
 // tiny pass sums the partials in a fixed order, so the bias gradient is deterministic.
+//
+// Launcher: gpunet/ops/launchers/linear_relu.py (it passes the block shape as -DBW, -DBR).
+// NumPy reference: NumpyOps.linear_relu_forward / linear_relu_backward / linear_backward.
+// Tests: tests/test_cupy_ops.py (test_linear_forward, test_linear_backward), tests/test_gpu_path.py.
 // No headers: everything used here is an NVRTC built-in.
+
+#if !defined(BW) || !defined(BR)
+#error "launch sizes come from gpunet/ops/launchers/linear_relu.py as -DBW=... -DBR=..."
+#endif
 
 // out[r, c] = act(out[r, c] + bias[c]) over a (rows, cols) C-contiguous array.
 // `n4` elements are handled as float4 (the host passes n4 = 0 unless cols % 4 == 0 and both
@@ -39,9 +47,6 @@ __global__ void bias_act_inplace(float* __restrict__ out, const float* __restric
 }
 
 // Block shape of the backward pass: BW columns (one warp wide) by BR rows of threads.
-#define BW 32
-#define BR 8
-
 // grad_z = RELU ? grad_out * (out > 0) : grad_out (written only when RELU), and
 // partial[blockIdx.y, c] = sum of grad_z[r, c] over the rows this block visits.
 // Grid: (ceil(cols / BW), parts); block: (BW, BR). Each thread walks the rows

@@ -3,26 +3,33 @@
 // One warp per row: an online max / sum-of-exponentials pass (logits read from memory once;
 // the gradient pass re-reads the row from cache), the arg-max (first index on ties, as numpy),
 // the row's loss, and the gradient (softmax - onehot) / batch written in place of `grad`.
-// A second kernel reduces the per-row losses and hits in a fixed order (deterministic mean).
-// Labels outside [0, classes) are never used as indices: the row records an error instead.
-// No headers: everything used here is an NVRTC built-in.
+// A second kernel reduces the per-row losses and hits over several blocks, each summing a
+// fixed range of rows; the last block to finish sums the blocks' parts in index order, so the
+// mean is deterministic. Labels outside [0, classes) are never used as indices: the row
+// records an error instead.
+//
+// Launcher: gpunet/ops/launchers/softmax_xent.py (it passes -DWARP, -DROWS_PER_BLOCK,
+// -DFINISH_THREADS). NumPy reference: NumpyOps.softmax_cross_entropy, NumpyOps.check_labels.
+// Tests: tests/test_cupy_ops.py (test_softmax_cross_entropy, test_out_of_range_label_*),
+// tests/test_gpu_path.py. No headers: everything used here is an NVRTC built-in.
 
-#define WARP 32
-#define ROWS_PER_BLOCK 8  // block = ROWS_PER_BLOCK warps
-#define NO_ERROR 0xffffffffffffffffULL
+#if !defined(WARP) || !defined(ROWS_PER_BLOCK) || !defined(FINISH_THREADS)
+#error "launch sizes come from gpunet/ops/launchers/softmax_xent.py as -DWARP=... etc."
+#endif
+#define LABEL_BITS 24  // an error word is (index << LABEL_BITS) | (label + 2^23), see below
 
 __device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000); }
 __device__ __forceinline__ float quiet_nan() { return __int_as_float(0x7fc00000); }
 
-// Record a bad label: the error word keeps the smallest (index << 32 | label) seen, so the
-// host can name the first bad index and its label (clamped to int32).
+// Record a bad label: the error word keeps the smallest (index << 24 | label + 2^23) seen,
+// so the host can name the first bad index (below 2^40) and its label (clamped to 24 bits).
 __device__ __forceinline__ void record_bad_label(unsigned long long* err, long long index,
                                                  long long label)
 {
-    const long long lo = -2147483647LL - 1, hi = 2147483647LL;
+    const long long lo = -(1LL << (LABEL_BITS - 1)), hi = (1LL << (LABEL_BITS - 1)) - 1;
     const long long clamped = label < lo ? lo : (label > hi ? hi : label);
     const unsigned long long word =
-        ((unsigned long long)index << 32) | (unsigned long long)(unsigned int)(int)clamped;
+        ((unsigned long long)index << LABEL_BITS) | (unsigned long long)(clamped - lo);
     atomicMin(err, word);
 }
 
@@ -107,33 +114,62 @@ __global__ void softmax_xent_rows(const float* __restrict__ logits, const L* __r
     }
 }
 
-// loss[0] = mean of row_loss, hits[0] = sum of row_hit; one block, fixed summation order.
-#define FINAL_THREADS 256
-__global__ void softmax_xent_finish(const float* __restrict__ row_loss,
-                                    const int* __restrict__ row_hit, float* __restrict__ loss,
-                                    long long* __restrict__ hits, int rows)
+// Sum (l, h) over the block's threads in a fixed tree order; the result is in ls[0], hs[0].
+__device__ __forceinline__ void block_sum(double* ls, long long* hs, double l, long long h)
 {
-    __shared__ double loss_sum[FINAL_THREADS];
-    __shared__ long long hit_sum[FINAL_THREADS];
-    double l = 0.0;
-    long long h = 0;
-    for (int i = threadIdx.x; i < rows; i += FINAL_THREADS) {
-        l += (double)row_loss[i];
-        h += row_hit[i];
-    }
-    loss_sum[threadIdx.x] = l;
-    hit_sum[threadIdx.x] = h;
+    ls[threadIdx.x] = l;
+    hs[threadIdx.x] = h;
     __syncthreads();
-    for (int half = FINAL_THREADS / 2; half > 0; half /= 2) {
+    for (int half = FINISH_THREADS / 2; half > 0; half /= 2) {
         if (threadIdx.x < half) {
-            loss_sum[threadIdx.x] += loss_sum[threadIdx.x + half];
-            hit_sum[threadIdx.x] += hit_sum[threadIdx.x + half];
+            ls[threadIdx.x] += ls[threadIdx.x + half];
+            hs[threadIdx.x] += hs[threadIdx.x + half];
         }
         __syncthreads();
     }
+}
+
+// loss[0] = mean of row_loss, hits[0] = sum of row_hit. Block b sums rows
+// [b * chunk, (b + 1) * chunk) into part_loss[b], part_hit[b]; the last block to take a
+// ticket sums the parts in index order and resets the ticket counter for the next call.
+// Block: FINISH_THREADS threads; grid: ceil(rows / chunk) blocks, at most FINISH_THREADS.
+__global__ void softmax_xent_finish(const float* __restrict__ row_loss,
+                                    const int* __restrict__ row_hit, double* part_loss,
+                                    long long* part_hit, unsigned int* ticket,
+                                    float* __restrict__ loss, long long* __restrict__ hits,
+                                    int rows, int chunk)
+{
+    __shared__ double ls[FINISH_THREADS];
+    __shared__ long long hs[FINISH_THREADS];
+    __shared__ bool last;
+    const int begin = blockIdx.x * chunk;
+    const int end = rows - begin < chunk ? rows : begin + chunk;
+    double l = 0.0;
+    long long h = 0;
+    for (int i = begin + threadIdx.x; i < end; i += FINISH_THREADS) {
+        l += (double)row_loss[i];
+        h += row_hit[i];
+    }
+    block_sum(ls, hs, l, h);
     if (threadIdx.x == 0) {
-        loss[0] = (float)(loss_sum[0] / rows);
-        hits[0] = hit_sum[0];
+        part_loss[blockIdx.x] = ls[0];
+        part_hit[blockIdx.x] = hs[0];
+        __threadfence();  // the part is visible to every block before the ticket is taken
+        last = atomicAdd(ticket, 1u) == gridDim.x - 1;
+    }
+    __syncthreads();
+    if (!last) return;
+    l = 0.0;
+    h = 0;
+    if (threadIdx.x < gridDim.x) {  // gridDim.x <= FINISH_THREADS: one part per thread
+        l = ((volatile double*)part_loss)[threadIdx.x];
+        h = ((volatile long long*)part_hit)[threadIdx.x];
+    }
+    block_sum(ls, hs, l, h);
+    if (threadIdx.x == 0) {
+        loss[0] = (float)(ls[0] / rows);
+        hits[0] = hs[0];
+        *ticket = 0u;
     }
 }
 

@@ -34,6 +34,30 @@ def test_cupy_ops_has_the_numpy_ops_signatures():
     assert extra <= {"gemm_route"}, extra
 
 
+def test_no_instance_attribute_hides_a_class_attribute():
+    """An instance attribute named like a method (``self._scratch = {}`` hid
+    ``NumpyOps._scratch()``) breaks every fallback that calls it: none may exist."""
+    for ops in (CupyOps(), NumpyOps(np), NumpyOps(cupy)):  # no device needed to construct
+        clashes = {name for name in vars(ops)
+                   if any(name in vars(cls) for cls in type(ops).__mro__)}
+        assert not clashes, f"{type(ops).__name__} instance attributes hide {clashes}"
+
+
+def test_error_word_decodes_index_and_label_without_wrapping():
+    from gpunet.ops.launchers import softmax_xent as sx
+
+    def word(index, label):  # the layout record_bad_label writes (softmax_xent.cu)
+        half = 1 << (sx.LABEL_BITS - 1)
+        return (index << sx.LABEL_BITS) | (max(-half, min(half - 1, label)) + half)
+
+    assert sx.decode_error(word(5, 10)) == (5, 10, False)
+    assert sx.decode_error(word(0, -1)) == (0, -1, False)
+    assert sx.decode_error(word(2**33 + 7, 3)) == (2**33 + 7, 3, False)  # past 2^32 labels
+    assert sx.decode_error(word(3, 10**9)) == (3, 2**23 - 1, True)
+    assert sx.decode_error(word(sx.MAX_INDEX - 1, -10**9)) == (sx.MAX_INDEX - 1, -2**23, True)
+    assert word(sx.MAX_INDEX - 1, 2**23 - 1) < int(sx.NO_ERROR)
+
+
 def test_gemm_route_takes_the_first_bound_that_fits_else_cublas():
     ops = CupyOps.__new__(CupyOps)  # no device needed to ask for a route
     ops.gemm_routes = ()
@@ -288,12 +312,10 @@ def test_float64_gradcheck_on_the_gpu_backend():
 
 @gpu
 def test_warmup_compiles_every_kernel():
-    from gpunet.ops import kernels
-
     gn.warmup()
-    for module, names in kernels.MODULES.items():
-        for name in names:
-            assert cupy_ops.get_kernel(module, name).num_regs > 0
+    for launcher in cupy_ops.LAUNCHERS:
+        for name in launcher.SOURCE.kernels:
+            assert launcher.SOURCE.function(name).num_regs > 0
 
 
 @gpu

@@ -1,40 +1,59 @@
-"""Finds the CUDA C sources in ``kernels/`` and lists the kernels each one defines.
+"""Finds the CUDA C sources in ``kernels/``, compiles them on first use, sizes launch grids.
 
-``MODULES`` holds, per source, the NVRTC name expressions that ``cupy_ops`` compiles (once per
-process, on first use) and that the CPU-only compile test instantiates. No CuPy here.
+Each ``kernels/NAME.cu`` has one launcher, ``gpunet/ops/launchers/NAME.py``, that declares a
+:class:`KernelSource`: the kernels it fetches (NVRTC name expressions) and its launch sizes,
+which reach the compiler as ``-D`` options, so a size is written once, in Python. CuPy is
+imported only when a kernel is first fetched; nothing compiles at import.
 """
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from pathlib import Path
 
-COMPILE_OPTIONS = ("--std=c++17",)
+BASE_OPTIONS = ("--std=c++17",)
+THREADS = 256        # threads per block of the 1-D grid-stride kernels
+MAX_BLOCKS = 4096    # grid-stride loops cover the rest
+INDEX_LIMIT = 2**31 - 2**20  # int32 indices, with room for a grid-stride step past the end
 
 
-def _gemm_variants():
-    """The (TA, TB, HAS_BIAS, RELU) instantiations the ops use (see kernels/gemm.cu)."""
-    forward = [(False, True, bias, relu) for bias in (True, False) for relu in (True, False)]
-    return forward + [(True, False, False, False), (False, False, False, False)]
+@dataclass(frozen=True)
+class KernelSource:
+    """One ``kernels/NAME.cu``: its kernels and the launch sizes compiled into it."""
+
+    name: str
+    kernels: tuple[str, ...]
+    defines: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """NVRTC options: the base ones plus ``-DNAME=VALUE`` for each launch size."""
+        return BASE_OPTIONS + tuple(f"-D{key}={value}" for key, value in self.defines)
+
+    def read(self) -> str:
+        """The CUDA C source text."""
+        return (kernel_dir() / f"{self.name}.cu").read_text()
+
+    def function(self, expression: str):
+        """The compiled kernel ``expression`` (compiled once per process; CuPy caches the
+        binary on disk)."""
+        if expression not in self.kernels:
+            raise KeyError(f"{expression!r} is not a kernel of {self.name}.cu; expected one "
+                           f"of {self.kernels}")
+        return _compiled(self).get_function(expression)
+
+    def warmup(self) -> None:
+        """Compile the module and fetch every kernel now."""
+        for expression in self.kernels:
+            self.function(expression).compile()
 
 
-def gemm_name(trans_a: bool, trans_b: bool, has_bias: bool, relu: bool) -> str:
-    """The name expression of one instantiation of the tiled GEMM."""
-    flags = ", ".join("true" if f else "false" for f in (trans_a, trans_b, has_bias, relu))
-    return f"gemm_bias_act<{flags}>"
+@functools.lru_cache(maxsize=None)
+def _compiled(source: KernelSource):
+    import cupy
 
-
-MODULES = {
-    "linear_relu": (
-        "bias_act_inplace<true, true>", "bias_act_inplace<true, false>",
-        "bias_act_inplace<false, true>",
-        "mask_bias_grad_partial<true>", "mask_bias_grad_partial<false>", "sum_partials",
-    ),
-    "softmax_xent": (
-        "softmax_xent_rows<int>", "softmax_xent_rows<long long>", "softmax_xent_finish",
-        "check_label_range<int>", "check_label_range<long long>",
-    ),
-    "optim": ("sgd_update", "adam_update"),
-    "gemm": tuple(gemm_name(*v) for v in _gemm_variants()),
-}
+    return cupy.RawModule(code=source.read(), options=source.options,
+                          name_expressions=source.kernels)
 
 
 def kernel_dir() -> Path:
@@ -43,23 +62,30 @@ def kernel_dir() -> Path:
     package = Path(__file__).resolve().parent.parent
     candidates = (package / "kernels", package.parent / "kernels")
     for folder in candidates:
-        if all((folder / f"{name}.cu").is_file() for name in MODULES):
+        if any(folder.glob("*.cu")):
             return folder
     raise FileNotFoundError(
-        f"gpunet's CUDA kernel sources ({', '.join(n + '.cu' for n in MODULES)}) were not "
-        f"found in {' or '.join(str(c) for c in candidates)}; reinstall gpunet"
+        f"gpunet's CUDA kernel sources (*.cu) were not found in "
+        f"{' or '.join(str(c) for c in candidates)}; reinstall gpunet"
     )
 
 
-def read_source(module: str) -> str:
-    """The CUDA C source of one module (``"gemm"``, ``"optim"``, ...)."""
-    if module not in MODULES:
-        raise KeyError(f"unknown kernel module {module!r}; expected one of {sorted(MODULES)}")
-    return (kernel_dir() / f"{module}.cu").read_text()
+def blocks(items: int, threads: int = THREADS) -> int:
+    """Blocks of ``threads`` for a grid-stride loop over ``items`` (at least 1)."""
+    return max(1, min(-(-items // threads), MAX_BLOCKS))
 
 
-def check_kernel(module: str, name: str) -> None:
-    """Raise KeyError unless ``name`` is a name expression of ``MODULES[module]``."""
-    if name not in MODULES.get(module, ()):
-        raise KeyError(f"{name!r} is not a kernel of module {module!r}; expected one of "
-                       f"{MODULES.get(module, sorted(MODULES))}")
+def vector_count(n: int, *arrays) -> int:
+    """How many float4 groups a kernel may use: ``n // 4`` if every pointer is 16-byte
+    aligned, else 0 (the kernels' scalar loops then take everything)."""
+    return n // 4 if all(a.data.ptr % 16 == 0 for a in arrays) else 0
+
+
+def fits_int32(*shapes) -> bool:
+    """Whether every dimension fits the kernels' int32 row/column indices."""
+    return all(dim <= INDEX_LIMIT for shape in shapes for dim in shape)
+
+
+def flag(value) -> str:
+    """A C++ template argument for a Python truth value."""
+    return "true" if value else "false"

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .workspace import Workspace
+
 
 class NumpyOps:
     """The primitives of one training step; subclasses override what they accelerate."""
@@ -20,7 +22,7 @@ class NumpyOps:
 
     def __init__(self, xp=np):
         self.xp = xp
-        self._scratch_buffers = {}
+        self.workspace = Workspace(xp)
 
     # -- linear layers -------------------------------------------------------------------
     def linear_forward(self, x, weight, bias, out):
@@ -99,18 +101,9 @@ class NumpyOps:
         return loss.astype(logits.dtype), xp.asarray(correct)
 
     # -- optimizer updates over the flat parameter buffer --------------------------------
-    def _scratch(self, name, like):
-        """A workspace array shaped like ``like``, kept for the next call (no per-step
-        allocation in the updates)."""
-        key = (name, like.shape, like.dtype)
-        buf = self._scratch_buffers.get(key)
-        if buf is None:
-            buf = self._scratch_buffers[key] = self.xp.empty_like(like)
-        return buf
-
     def _decayed(self, param, grad, weight_decay):
         """``grad + weight_decay * param`` (L2 decay) in a reused workspace."""
-        g = self._scratch("decayed", param)
+        g = self.workspace.like("decayed", param)
         self.xp.multiply(param, weight_decay, out=g)
         g += grad
         return g
@@ -129,36 +122,65 @@ class NumpyOps:
             velocity += g
             direction = velocity
             if nesterov:
-                direction = self._scratch("nesterov", param)
+                direction = self.workspace.like("nesterov", param)
                 xp.multiply(velocity, momentum, out=direction)
                 direction += g
-        update = self._scratch("update", param)
+        update = self.workspace.like("update", param)
         xp.multiply(direction, lr, out=update)
         param -= update
 
+    def _adam_scalars(self, lr, step, beta1, beta2, weight_decay, dtype):
+        """``[1 - lr * wd, -lr / (1 - beta1^t), sqrt(1 - beta2^t)]`` on the device: computed
+        in float64 from the step count (``1 - beta^t`` cancels in float32), then rounded once
+        to the parameters' dtype, as PyTorch does with its Python-float corrections."""
+        xp, ws = self.xp, self.workspace
+        wide = ws.get("adam_scalars64", (4,), np.float64)
+        t, decay, step_size, bias2 = wide[0:1], wide[1:2], wide[2:3], wide[3:4]
+        xp.copyto(t, step[:1])
+        xp.power(beta1, t, out=step_size)
+        xp.power(beta2, t, out=bias2)
+        xp.copyto(t, lr[:1])
+        xp.multiply(t, weight_decay, out=decay)
+        xp.subtract(1.0, decay, out=decay)
+        xp.subtract(step_size, 1.0, out=step_size)   # -(1 - beta1^t)
+        xp.divide(t, step_size, out=step_size)
+        xp.subtract(1.0, bias2, out=bias2)
+        xp.sqrt(bias2, out=bias2)
+        scalars = ws.get("adam_scalars", (3,), dtype)
+        xp.copyto(scalars, wide[1:])
+        return scalars[0:1], scalars[1:2], scalars[2:3]
+
     def adam_update(self, param, grad, exp_avg, exp_avg_sq, lr, step, *, beta1, beta2, eps,
                     weight_decay, decoupled):
-        """One Adam (``decoupled=False``) or AdamW (``decoupled=True``) step in place.
-
-        ``lr`` and ``step`` (already incremented) are 1-element device arrays.
+        """One Adam (``decoupled=False``) or AdamW (``decoupled=True``) step in place, in
+        PyTorch's order of operations. ``lr`` and ``step`` (already incremented) are
+        1-element device arrays.
         """
-        xp = self.xp
+        xp, ws = self.xp, self.workspace
+        decay, neg_step_size, bias2_sqrt = self._adam_scalars(lr, step, beta1, beta2,
+                                                              weight_decay, param.dtype)
         g = grad
         if weight_decay and decoupled:
-            param *= 1 - lr * weight_decay
+            param *= decay
         elif weight_decay:
             g = self._decayed(param, grad, weight_decay)
-        work = self._scratch("update", param)
-        exp_avg *= beta1
-        xp.multiply(g, 1 - beta1, out=work)
-        exp_avg += work
-        exp_avg_sq *= beta2
-        xp.multiply(g, g, out=work)
-        work *= 1 - beta2
+        work = ws.like("update", param)
+        weight = param.dtype.type(1 - beta1)
+        xp.subtract(g, exp_avg, out=work)              # m = lerp(m, g, 1 - beta1)
+        if weight < 0.5:
+            work *= weight
+            exp_avg += work
+        else:
+            work *= 1 - weight
+            xp.subtract(g, work, out=exp_avg)
+        exp_avg_sq *= beta2                            # v = beta2 v + (1 - beta2) g g
+        xp.multiply(g, 1 - beta2, out=work)
+        work *= g
         exp_avg_sq += work
-        xp.divide(exp_avg_sq, 1 - beta2 ** step, out=work)   # bias-corrected second moment
-        xp.sqrt(work, out=work)
+        xp.sqrt(exp_avg_sq, out=work)                  # sqrt(v) / sqrt(1 - beta2^t) + eps
+        work /= bias2_sqrt
         work += eps
-        xp.divide(exp_avg, work, out=work)
-        work *= lr / (1 - beta1 ** step)
-        param -= work
+        numerator = ws.like("adam_numerator", param)
+        xp.multiply(exp_avg, neg_step_size, out=numerator)
+        numerator /= work
+        param += numerator

@@ -1,0 +1,73 @@
+"""Launcher of ``kernels/softmax_xent.cu``: fused softmax cross-entropy and the label check.
+
+NumPy reference: ``NumpyOps.softmax_cross_entropy`` and ``NumpyOps.check_labels``.
+Tests: tests/test_cupy_ops.py (``test_softmax_cross_entropy``, ``test_out_of_range_label_*``),
+tests/test_gpu_path.py.
+
+A bad label is flagged on the device in an error word (no host synchronisation): the word
+keeps the smallest ``index << LABEL_BITS | (label + 2**23)``, labels clamped to 24 bits, so
+:func:`decode_error` recovers the first bad index and its label.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..kernels import KernelSource, blocks, THREADS
+
+WARP = 32               # threads per warp: one warp per row
+ROWS_PER_BLOCK = 8      # a block is ROWS_PER_BLOCK warps
+FINISH_THREADS = 256    # threads per block of the loss reduction
+FINISH_ROWS_PER_THREAD = 8
+LABEL_BITS = 24
+MAX_INDEX = 2**(64 - LABEL_BITS) - 1  # an index must fit the error word's upper bits
+NO_ERROR = np.uint64(2**64 - 1)
+LABEL_TYPES = {np.dtype(np.int32): "int", np.dtype(np.int64): "long long"}
+
+SOURCE = KernelSource(
+    "softmax_xent",
+    kernels=("softmax_xent_rows<int>", "softmax_xent_rows<long long>", "softmax_xent_finish",
+             "check_label_range<int>", "check_label_range<long long>"),
+    defines=(("WARP", WARP), ("ROWS_PER_BLOCK", ROWS_PER_BLOCK),
+             ("FINISH_THREADS", FINISH_THREADS)),
+)
+
+
+def decode_error(word: int) -> tuple[int, int, bool]:
+    """``(index, label, clamped)`` of an error word (``clamped``: the label's magnitude is at
+    least what is shown)."""
+    half = 1 << (LABEL_BITS - 1)
+    label = (word & ((1 << LABEL_BITS) - 1)) - half
+    return word >> LABEL_BITS, label, label in (-half, half - 1)
+
+
+def check_label_range(labels, num_classes: int, error_word) -> None:
+    """Flag labels outside ``[0, num_classes)`` into ``error_word`` (a 1-element uint64
+    device array); ``labels`` is int32 or int64, C-contiguous, at most MAX_INDEX long."""
+    kernel = SOURCE.function(f"check_label_range<{LABEL_TYPES[labels.dtype]}>")
+    kernel((blocks(labels.size),), (THREADS,),
+           (labels, np.int64(labels.size), np.int64(num_classes), error_word))
+
+
+def softmax_xent(logits, labels, grad, error_word, workspace):
+    """Fused loss, gradient and correct count of :meth:`NumpyOps.softmax_cross_entropy`:
+    returns new 0-d device arrays ``(loss, correct)``; bad labels go to ``error_word``."""
+    batch, num_classes = logits.shape
+    row_loss = workspace.get("row_loss", (batch,), np.float32)
+    row_hit = workspace.get("row_hit", (batch,), np.int32)
+    parts = max(1, min(-(-batch // (FINISH_THREADS * FINISH_ROWS_PER_THREAD)), FINISH_THREADS))
+    chunk = -(-batch // parts)
+    parts = -(-batch // chunk)
+    part_loss = workspace.get("loss_parts", (parts,), np.float64)
+    part_hit = workspace.get("hit_parts", (parts,), np.int64)
+    ticket = workspace.zeros("loss_ticket", (1,), np.uint32)
+    xp = workspace.xp
+    loss, correct = xp.empty((), dtype=np.float32), xp.empty((), dtype=np.int64)
+    rows_kernel = SOURCE.function(f"softmax_xent_rows<{LABEL_TYPES[labels.dtype]}>")
+    rows_kernel((blocks(batch, ROWS_PER_BLOCK),), (ROWS_PER_BLOCK * WARP,),
+                (logits, labels, grad, row_loss, row_hit, error_word,
+                 np.int32(batch), np.int32(num_classes), np.float32(1.0 / batch)))
+    SOURCE.function("softmax_xent_finish")(
+        (parts,), (FINISH_THREADS,),
+        (row_loss, row_hit, part_loss, part_hit, ticket, loss, correct,
+         np.int32(batch), np.int32(chunk)))
+    return loss, correct
