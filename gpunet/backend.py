@@ -128,8 +128,9 @@ def _driver_loads() -> bool:
     return True
 
 
-INSTALL_HINT = ("pip install 'gpunet[cuda13]' for a driver whose nvidia-smi shows CUDA Version "
-                "13.x, 'gpunet[cuda12]' for 12.x (see the README's GPU section)")
+INSTALL_HINT = ('install the extra that matches the "CUDA Version" nvidia-smi shows: '
+                'pip install -e ".[cuda13]" for 13.x, pip install -e ".[cuda12]" for 12.x '
+                "(README: The GPU path)")
 
 
 def _compile_probe(cupy) -> None:

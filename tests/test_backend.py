@@ -1,5 +1,9 @@
 """The backend: device choice, probe messages, array checks, seeding, moving models."""
 import builtins
+import re
+import sys
+import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -45,10 +49,45 @@ def test_probe_reports_missing_cupy(monkeypatch):
     backend_module.gpu_status.cache_clear()
     try:
         ok, reason = backend_module.gpu_status()
-        assert not ok and "CuPy is not installed" in reason and "gpunet[cuda12]" in reason
+        assert not ok and "CuPy is not installed" in reason and ".[cuda13]" in reason
         assert gn.get_backend("auto").name == "cpu"
     finally:
         backend_module.gpu_status.cache_clear()
+
+
+def test_probe_reports_kernels_that_cannot_compile(monkeypatch):
+    """A driver and a device but no CUDA headers: the reason says so and names the fix."""
+    class FakeArray:
+        def get(self):
+            return np.zeros(4, np.float32)
+
+        def sum(self):
+            raise RuntimeError("CompileException: Failed to find CUDA headers\nmore detail")
+
+    fake = types.SimpleNamespace(
+        float32=np.float32,
+        cuda=types.SimpleNamespace(
+            runtime=types.SimpleNamespace(getDeviceCount=lambda: 1),
+            Device=lambda i: types.SimpleNamespace(compute_capability="90")),
+        zeros=lambda *a, **k: FakeArray(), arange=lambda *a, **k: FakeArray())
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    backend_module.gpu_status.cache_clear()
+    try:
+        ok, reason = backend_module.gpu_status()
+    finally:
+        backend_module.gpu_status.cache_clear()
+    assert not ok
+    assert reason.startswith("CuPy is installed but cannot compile kernels: CompileException: "
+                             "Failed to find CUDA headers;"), reason
+    assert "more detail" not in reason and backend_module.INSTALL_HINT in reason
+
+
+def test_install_hints_are_the_readme_commands():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    commands = re.findall(r'pip install [^ ]+ "[^"]+"', backend_module.INSTALL_HINT)
+    assert len(commands) == 2
+    for command in commands:
+        assert command in readme, f"README lacks the hint's command {command!r}"
 
 
 def test_to_numpy_passes_numpy_through():
