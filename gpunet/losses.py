@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .activations import sigmoid
 from .backend import backend_of
+from .ops.workspace import Workspace
 
 
 class Loss:
@@ -14,7 +15,7 @@ class Loss:
 
     def __init__(self):
         self._grad = None
-        self._buffers = {}
+        self._workspace = None
 
     def __call__(self, prediction, target):
         backend = backend_of(prediction)
@@ -23,18 +24,12 @@ class Loss:
         if prediction.dtype.kind != "f":
             raise TypeError(f"{type(self).__name__} expects floating-point predictions, got "
                             f"{prediction.dtype}")
-        grad = self._grad_buffer(backend.xp, prediction)
+        if self._workspace is None or self._workspace.xp is not backend.xp:
+            self._workspace = Workspace(backend.xp)
+        grad = self._workspace.like("grad", prediction)
         loss = self.forward(backend, prediction, target, grad)
         self._grad = grad
         return loss
-
-    def _grad_buffer(self, xp, prediction):
-        buf = self._buffers.get("grad")
-        if buf is None or buf.shape != prediction.shape or buf.dtype != prediction.dtype \
-                or backend_of(buf) is not backend_of(prediction):
-            buf = xp.empty_like(prediction)
-            self._buffers["grad"] = buf
-        return buf
 
     def forward(self, backend, prediction, target, grad):
         """Return the mean loss and write d loss / d prediction into ``grad``."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .backend import get_backend, to_numpy
+from .ops.workspace import Workspace
 from .parameter import flatten_parameters
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -50,7 +51,7 @@ class Module:
         self.training = True
         self.dtype = check_dtype(dtype)
         self.backend = get_backend("cpu")
-        self._workspace = {}
+        self._workspace = Workspace(self.backend.xp)
 
     # -- calling -------------------------------------------------------------------------
     def __call__(self, x):
@@ -76,12 +77,8 @@ class Module:
         raise NotImplementedError
 
     def _buffer(self, name, shape):
-        """A reusable workspace array of ``shape`` (allocated again only when it changes)."""
-        buf = self._workspace.get(name)
-        if buf is None or buf.shape != tuple(shape):
-            buf = self.backend.xp.empty(shape, dtype=self.dtype)
-            self._workspace[name] = buf
-        return buf
+        """A reusable workspace array of ``shape`` in the module's dtype (one per shape)."""
+        return self._workspace.get(name, shape, self.dtype)
 
     def _saved(self, value, what="forward"):
         """Return a value cached by forward, or explain that forward has not run."""
@@ -143,7 +140,7 @@ class Module:
         backend = get_backend(device) if device is not None else self.backend
         dt = check_dtype(dtype) if dtype is not None else self.dtype
         for m in self.modules():
-            m.backend, m.dtype, m._workspace = backend, dt, {}
+            m.backend, m.dtype, m._workspace = backend, dt, Workspace(backend.xp)
             for _, p in m.own_parameters():
                 p.data = backend.asarray(p.data, dtype=dt)
                 p.grad = backend.xp.zeros_like(p.data)

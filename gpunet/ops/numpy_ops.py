@@ -77,6 +77,24 @@ class NumpyOps:
         """Raise any error a device kernel flagged since the last check (none here: the
         reference ops raise at once). Called wherever a loss is read back to the host."""
 
+    def softmax(self, x, out, *, log=False):
+        """Row-wise softmax (or log-softmax) of (batch, classes) ``x`` into ``out``.
+
+        Each row is first shifted by its maximum, so no exponential overflows; the
+        log-softmax is ``shifted - log(sum(exp(shifted)))``, exact even where a probability
+        underflows to 0.
+        """
+        xp = self.xp
+        xp.subtract(x, x.max(axis=1, keepdims=True), out=out)
+        if log:
+            work = self.workspace.like("softmax_exp", out)
+            xp.exp(out, out=work)
+            out -= xp.log(work.sum(axis=1, keepdims=True))
+        else:
+            xp.exp(out, out=out)
+            out /= out.sum(axis=1, keepdims=True)
+        return out
+
     def softmax_cross_entropy(self, logits, labels, grad):
         """Mean softmax cross-entropy of ``logits`` (B, C) against int ``labels`` (B,).
 
@@ -88,14 +106,10 @@ class NumpyOps:
         batch, num_classes = logits.shape
         self.check_labels(labels, num_classes)
         rows = xp.arange(batch)
-        row_max = logits.max(axis=1, keepdims=True)
         correct = xp.count_nonzero(logits.argmax(axis=1) == labels)
-        xp.subtract(logits, row_max, out=grad)
-        true_shifted = grad[rows, labels]
+        self.softmax(logits, grad, log=True)
+        loss = -grad[rows, labels].mean()
         xp.exp(grad, out=grad)
-        row_sum = grad.sum(axis=1, keepdims=True)
-        loss = (xp.log(row_sum[:, 0]) - true_shifted).mean()
-        grad /= row_sum
         grad[rows, labels] -= 1
         grad *= 1.0 / batch
         return loss.astype(logits.dtype), xp.asarray(correct)

@@ -1,12 +1,17 @@
 """The one buffer cache: arrays reused across calls, so a step allocates nothing after warm-up.
 
-A buffer is named by its owner's purpose (``"bias_partial"``, ``"adam_corrections"``, ...)
-plus its shape and dtype; asking again for the same triple returns the same array, with
-whatever the last user left in it. Buffers handed to a user must never come from here.
+The ops own one, and every layer and loss owns one of its own (its buffers die with it). A
+buffer is named by its owner's purpose (``"out"``, ``"bias_partial"``, ...) plus its shape and
+dtype; asking again for the same triple returns the same array, with whatever the last user
+left in it. Each name keeps its :data:`SHAPES_PER_NAME` most recently used shapes (a training
+batch, the smaller last batch, an evaluation batch, ...), so varying shapes cannot pile up
+memory. Arrays handed to a user must never come from here.
 """
 from __future__ import annotations
 
 import numpy as np
+
+SHAPES_PER_NAME = 4
 
 
 class Workspace:
@@ -14,18 +19,25 @@ class Workspace:
 
     def __init__(self, xp):
         self.xp = xp
-        self._buffers: dict = {}
+        self._buffers: dict = {}  # name -> {(shape, dtype): array}, least recently used first
 
     def __len__(self) -> int:
-        return len(self._buffers)
+        return sum(len(shapes) for shapes in self._buffers.values())
+
+    def _lookup(self, name, shape, dtype, make):
+        shapes = self._buffers.setdefault(name, {})
+        key = (tuple(int(d) for d in shape), np.dtype(dtype))
+        buf = shapes.pop(key, None)
+        if buf is None:
+            buf = make(key[0], dtype=key[1])
+            while len(shapes) >= SHAPES_PER_NAME:
+                del shapes[next(iter(shapes))]
+        shapes[key] = buf  # now the most recently used
+        return buf
 
     def get(self, name: str, shape, dtype):
         """An uninitialised array for ``name``; the same one on every call with this key."""
-        key = (name, tuple(shape), np.dtype(dtype))
-        buf = self._buffers.get(key)
-        if buf is None:
-            buf = self._buffers[key] = self.xp.empty(key[1], dtype=key[2])
-        return buf
+        return self._lookup(name, shape, dtype, self.xp.empty)
 
     def like(self, name: str, array):
         """:meth:`get` with ``array``'s shape and dtype."""
@@ -34,11 +46,8 @@ class Workspace:
     def zeros(self, name: str, shape, dtype):
         """Like :meth:`get`, but zero-filled when first created (for counters that the
         kernels themselves reset after use)."""
-        key = (name, tuple(shape), np.dtype(dtype))
-        if key not in self._buffers:
-            self._buffers[key] = self.xp.zeros(key[1], dtype=key[2])
-        return self._buffers[key]
+        return self._lookup(name, shape, dtype, self.xp.zeros)
 
     def clear(self) -> None:
-        """Drop every buffer (e.g. after a model moved to another device)."""
+        """Drop every buffer (e.g. after its owner moved to another device)."""
         self._buffers.clear()
