@@ -1,16 +1,17 @@
-"""Device benchmark: each fused kernel against its unfused CuPy version, plus the GEMM routes.
+"""Per-kernel timings: each fused kernel against its unfused CuPy version, plus the GEMM routes.
 
 Times with CUDA events (warm-up, then the median of several samples, each a batch of calls),
 reports each kernel's achieved bandwidth (bytes read + written / time) against a measured
 device-to-device copy, times cuBLAS (+ epilogue) against the tiled GEMM at the lecture's
-layer shapes for batch sizes 32 to 65536 and prints the GEMM_ROUTES table those timings
-suggest, and times a whole training step with the fused and the unfused ops.
-Run from the source tree: ``python benchmarks/gpu_check.py --out result.json``.
+layer shapes for batch sizes 32 to 65536 and prints the ``gemm_routes`` table those timings
+suggest, and times a whole training step with the fused and the unfused ops. Whole ops are
+timed through ``CupyOps`` against ``NumpyOps(cupy)``; the two linear-layer kernels, which are
+parts of an op, through their launcher. About 30 s on an H200; ``benchmarks/gpu_check.sh``
+runs it. Run from the source tree: ``python benchmarks/gpu_check.py --out kernels.json``.
 """
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
 import statistics
@@ -20,9 +21,9 @@ import cupy
 import numpy as np
 
 import gpunet as gn
-from gpunet.bench_report import nvidia_driver_version
-from gpunet.ops import cupy_ops
+from gpunet.bench_variants import mlp_layers
 from gpunet.ops.cupy_ops import CupyOps
+from gpunet.ops.launchers import linear_relu
 from gpunet.ops.numpy_ops import NumpyOps
 
 LAYERS = [(784, 512), (512, 512), (512, 10)]  # the lecture's 784-512-512-10 MLP
@@ -50,26 +51,6 @@ def time_ms(fn, samples=9, calls=10, warmup=3):
         end.synchronize()
         times.append(cupy.cuda.get_elapsed_time(start, end) / calls)
     return statistics.median(times)
-
-
-def device_info():
-    runtime = cupy.cuda.runtime
-    props = runtime.getDeviceProperties(0)
-    from cupy_backends.cuda.libs import nvrtc
-
-    return {
-        "name": props["name"].decode() if isinstance(props["name"], bytes) else props["name"],
-        "compute_capability": cupy.cuda.Device(0).compute_capability,
-        "multiprocessors": props["multiProcessorCount"],
-        "l2_bytes": props["l2CacheSize"],
-        "memory_bytes": props["totalGlobalMem"],
-        "cupy": cupy.__version__,
-        "cuda_runtime": runtime.runtimeGetVersion(),
-        "cuda_driver_api_version": runtime.driverGetVersion(),
-        "nvidia_driver_version": nvidia_driver_version(),
-        "nvrtc": ".".join(map(str, nvrtc.getVersion())),
-        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
 
 
 def copy_bandwidth():
@@ -112,9 +93,10 @@ def kernel_cases(fused, unfused, batch):
 
     return [
         ("bias_relu_epilogue", (batch, n_out), f4 * (2 * e + n_out),
-         lambda: fused._bias_act(out, bias, True), unfused_bias_relu),
+         lambda: linear_relu.bias_act(out, bias, True), unfused_bias_relu),
         ("relu_mask_bias_grad", (batch, n_out), f4 * (3 * e + n_out),
-         lambda: fused._bias_grad(grad, saved, grad_z, grad_bias), unfused_mask_bias_grad),
+         lambda: linear_relu.mask_bias_grad(grad, saved, grad_z, grad_bias, fused.workspace),
+         unfused_mask_bias_grad),
         ("softmax_cross_entropy", (batch, classes), f4 * 2 * batch * classes + 8 * batch,
          lambda: fused.softmax_cross_entropy(logits, labels, logit_grad),
          lambda: unfused.softmax_cross_entropy(logits, labels, logit_grad)),
@@ -144,13 +126,15 @@ def bench_kernels(copy_gbps):
 
 
 def gemm_products(ops, batch, n_in, n_out):
-    """The three products of one layer as (name, M*N*K, call) for ``ops``' routing."""
+    """One layer's GEMM work through ``ops``' routing, as (name, M*N*K per GEMM, GEMMs, call):
+    the forward (GEMM + bias + ReLU) and the backward without bias (weight- and
+    input-gradient GEMMs, the same M*N*K each)."""
     x, w, b = rand(batch, n_in), rand(n_out, n_in), rand(n_out)
     out, dz, dw, dx = rand(batch, n_out), rand(batch, n_out), rand(n_out, n_in), rand(batch, n_in)
     work = batch * n_in * n_out
-    return [("forward_bias_relu", work, lambda: ops.linear_relu_forward(x, w, b, out)),
-            ("weight_grad", work, lambda: ops._gemm(dz, x, dw, True, False)),
-            ("input_grad", work, lambda: ops._gemm(dz, w, dx, False, False))]
+    return [("forward_bias_relu", work, 1, lambda: ops.linear_relu_forward(x, w, b, out)),
+            ("backward_weight_input", work, 2,
+             lambda: ops.linear_backward(dz, x, w, dw, None, dx))]
 
 
 def bench_gemm():
@@ -161,22 +145,24 @@ def bench_gemm():
             for route in ("cublas", "tiled"):
                 ops = CupyOps()
                 ops.gemm_routes = ((math.inf, route),)
-                for product, work, fn in gemm_products(ops, batch, n_in, n_out):
-                    timings.setdefault(product, {"work": work})[route] = time_ms(fn, samples=5)
+                for product, work, gemms, fn in gemm_products(ops, batch, n_in, n_out):
+                    timings.setdefault(product, {"flops": 2 * work * gemms, "work": work})
+                    timings[product][route] = time_ms(fn, samples=5)
             for product, t in timings.items():
+                flops = t["flops"]
                 winner = min(("cublas", "tiled"), key=t.get)
                 rows.append({"product": product, "layer": [n_in, n_out], "batch": batch,
                              "work": t["work"], "cublas_ms": t["cublas"],
                              "tiled_ms": t["tiled"], "winner": winner,
-                             "tiled_GFLOPs": 2 * t["work"] / t["tiled"] / 1e6,
-                             "cublas_GFLOPs": 2 * t["work"] / t["cublas"] / 1e6})
-                log(f"gemm {product:17s} {n_in:4d}x{n_out:<4d} batch {batch:6d}  cuBLAS "
+                             "tiled_GFLOPs": flops / t["tiled"] / 1e6,
+                             "cublas_GFLOPs": flops / t["cublas"] / 1e6})
+                log(f"gemm {product:21s} {n_in:4d}x{n_out:<4d} batch {batch:6d}  cuBLAS "
                     f"{t['cublas'] * 1e3:9.1f} us  tiled {t['tiled'] * 1e3:9.1f} us  -> {winner}")
     return rows
 
 
 def suggest_routes(rows):
-    """Runs of equal winners in order of work, as GEMM_ROUTES (upper bound, route) pairs.
+    """Runs of equal winners in order of work, as ``gemm_routes`` (upper bound, route) pairs.
 
     A bound sits halfway (geometrically) between the last point of a run and the next
     point; the last run is open-ended. Mixed verdicts at equal work go to cuBLAS, and a
@@ -202,8 +188,8 @@ def bench_train_step():
     backend = gn.get_backend("gpu")
     for batch in STEP_BATCHES:
         gn.manual_seed(0)
-        model = gn.Sequential(gn.Linear(784, 512), gn.ReLU(), gn.Linear(512, 512), gn.ReLU(),
-                              gn.Linear(512, 10)).to("gpu")
+        widths = [LAYERS[0][0], *(n_out for _, n_out in LAYERS)]
+        model = gn.Sequential(*mlp_layers(widths, gn.Linear, gn.ReLU)).to("gpu")
         opt = gn.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         loss_fn = gn.CrossEntropyLoss()
         x, y = rand(batch, 784), cupy.random.randint(0, 10, batch)
@@ -227,25 +213,28 @@ def bench_train_step():
     return rows
 
 
+def routes_json(routes):
+    """``gemm_routes`` as JSON: an infinite bound becomes the string "inf"."""
+    return [["inf" if bound == math.inf else bound, route] for bound, route in routes]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="where to write the JSON result")
     args = parser.parse_args()
-    info = device_info()
-    log(json.dumps(info))
     started = time.perf_counter()
     gn.warmup()
     compile_s = time.perf_counter() - started
     log(f"warmup (compile or load from CuPy's cache): {compile_s:.2f} s")
     copy_gbps = copy_bandwidth()
     log(f"device-to-device copy: {copy_gbps:.0f} GB/s (read + written)")
-    result = {"device": info, "warmup_s": compile_s, "copy_GBps": copy_gbps,
-              "current_gemm_routes": [list(r) for r in cupy_ops.GEMM_ROUTES],
+    result = {"warmup_s": compile_s, "copy_GBps": copy_gbps, "kernel_batch": KERNEL_BATCH,
+              "gemm_routes": routes_json(CupyOps().gemm_routes),
               "kernels": bench_kernels(copy_gbps)}
     result["gemm"] = bench_gemm()
-    result["suggested_gemm_routes"] = [[b if b != math.inf else "inf", r]
-                                       for b, r in suggest_routes(result["gemm"])]
-    log(f"suggested GEMM_ROUTES: {result['suggested_gemm_routes']}")
+    result["suggested_gemm_routes"] = routes_json(suggest_routes(result["gemm"]))
+    log(f"current gemm_routes: {result['gemm_routes']}; suggested by these timings: "
+        f"{result['suggested_gemm_routes']}")
     result["train_step"] = bench_train_step()
     result["total_s"] = time.perf_counter() - started
     with open(args.out, "w") as f:
