@@ -1,10 +1,12 @@
-"""``History``: the per-epoch records of a training run, as JSON or CSV, and their
-one-line display."""
+"""``History``: the per-epoch records of a training run, as JSON or CSV (files replaced
+atomically), and their one-line display."""
 from __future__ import annotations
 
 import csv
 import io
 import json
+
+from .atomic import write_text
 
 COLUMNS = ("epoch", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
            "seconds", "samples_per_s")
@@ -33,22 +35,21 @@ class History:
         return [r[column] for r in self.records]
 
     def to_json(self, path=None):
-        """The records as a JSON list (written to ``path`` when given)."""
+        """The records as a JSON list (written to ``path`` when given, atomically)."""
         text = json.dumps(self.records, indent=1)
         if path is not None:
-            with open(path, "w", encoding="utf-8") as f:
-                f.write(text + "\n")
+            write_text(path, text + "\n", what="history file")
         return text
 
     def to_csv(self, path=None):
-        """The records as CSV with a header row (written to ``path`` when given)."""
+        """The records as CSV with a header row (written to ``path`` when given,
+        atomically)."""
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(self.records)
         if path is not None:
-            with open(path, "w", encoding="utf-8", newline="") as f:
-                f.write(buf.getvalue())
+            write_text(path, buf.getvalue(), what="metrics file")
         return buf.getvalue()
 
     def __repr__(self):
