@@ -10,33 +10,33 @@ Layout of the file (every entry an array, so ``np.load(path, allow_pickle=False)
 - ``best.NAME``: optional weights of the best epoch so far (kept for early stopping),
 - ``epoch``: the number of finished epochs; ``meta``: further values as JSON.
 
-Files are written atomically (a temporary file in the same directory, fsync, rename), so a
-failed save never damages an existing checkpoint. Arrays are NumPy on disk: a checkpoint
-written on the GPU loads on the CPU and the reverse.
+Files are written atomically (``atomic.py``: a temporary file in the same directory, fsync,
+rename), so a failed save never damages an existing checkpoint. Arrays are NumPy on disk: a
+checkpoint written on the GPU loads on the CPU and the reverse. Loading trusts nothing the
+file declares (``checkpoint_reader.py``, ``checkpoint_layout.py``): what a checkpoint may
+declare is capped by :class:`LoadLimits`, and its cost is in proportion to its content.
 """
 from __future__ import annotations
 
 import json
 import os
-import tempfile
-import zipfile
 
 import numpy as np
 
 from . import optim
+from .atomic import atomic_write
 from .backend import get_backend
-from .module import Module
+from .checkpoint_layout import BEST, BUFFER, PARAM, check_entries, implied_shapes
+from .checkpoint_reader import DEFAULT_LIMITS, CheckpointError, LoadLimits, NpzReader
+from .module import FLOAT_DTYPES, Module
 from .nn import from_config
 
 FORMAT = "gpunet-checkpoint"
 FORMAT_VERSION = 1
 OPTIMIZERS = {cls.__name__: cls for cls in (optim.SGD, optim.Adam, optim.AdamW)}
 _BUFFER_PREFIX = "buffer."
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file that cannot be read or does not match: corrupt, truncated, of
-    another format version, or with shapes that do not fit the architecture."""
+__all__ = ["Checkpoint", "CheckpointError", "DEFAULT_LIMITS", "LoadLimits", "load", "save",
+           "saved_epoch"]
 
 
 class Checkpoint:
@@ -118,101 +118,30 @@ def save(path, model, optimizer=None, *, epoch=0, best_state=None, **meta):
     and ``meta`` (JSON-able keywords) to the ``.npz`` file ``path``, atomically.
 
     ``best_state`` optionally keeps a second set of weights (the best epoch's, for early
-    stopping). The file name is used as given (no ``.npz`` is appended).
+    stopping). The file name is used as given (no ``.npz`` is appended). A failed write
+    raises an OSError naming ``path`` and leaves the previous file there intact.
     """
-    path = os.fspath(path)
     arrays = _checkpoint_arrays(model, optimizer, epoch, best_state, meta)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                               dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o644
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_directory(directory)
-    return path
+    return atomic_write(path, lambda f: np.savez(f, **arrays), what="checkpoint")
 
 
-def _fsync_directory(directory):
-    """Make the rename durable where the platform allows it (POSIX)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _read_arrays(path):
-    """Every entry of the ``.npz`` file as a NumPy array, or a CheckpointError."""
-    if os.path.isfile(path) and not zipfile.is_zipfile(path):
-        raise CheckpointError(f"{path} is not an .npz file (no zip archive found: another "
-                              f"kind of file, or a truncated checkpoint)")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except FileNotFoundError:
-        raise CheckpointError(f"no checkpoint at {path}: the file does not exist") from None
-    except IsADirectoryError:
-        raise CheckpointError(f"{path} is a directory, not a checkpoint file") from None
-    except (zipfile.BadZipFile, EOFError, ValueError, OSError, KeyError) as exc:
-        raise CheckpointError(f"{path} is not a readable gpunet checkpoint (corrupt or "
-                              f"truncated .npz file): {exc}") from exc
-
-
-def _json_dict_entry(arrays, key, path):
-    """The entry ``key``, a JSON object, as a dict."""
-    try:
-        value = json.loads(str(arrays[key][()]))
-    except KeyError:
-        raise CheckpointError(f"{path} lacks the entry {key!r}") from None
-    except (json.JSONDecodeError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: entry {key!r} is not valid JSON: {exc}") from exc
-    if not isinstance(value, dict):
-        raise CheckpointError(f"{path}: entry {key!r} must hold a JSON object (dict), got "
-                              f"{type(value).__name__} {value!r:.60}")
-    return value
-
-
-def _int_entry(arrays, key, path):
-    try:
-        return int(arrays[key][()])
-    except (KeyError, TypeError, ValueError):
-        raise CheckpointError(f"{path} has no readable {key!r} entry") from None
-
-
-def _check_format(arrays, path):
-    fmt = str(arrays["format"][()]) if "format" in arrays else None
+def _check_format(reader):
+    fmt = reader.text("format") if "format" in reader.entries else None
     if fmt != FORMAT:
-        raise CheckpointError(f"{path} is an .npz file but not a gpunet checkpoint "
-                              f"(format {fmt!r}, expected {FORMAT!r})")
-    version = _int_entry(arrays, "format_version", path)
+        raise CheckpointError(f"{reader.path} is an .npz file but not a gpunet checkpoint "
+                              f"(format {fmt!r:.40}, expected {FORMAT!r})")
+    version = reader.integer("format_version")
     if version != FORMAT_VERSION:
-        raise CheckpointError(f"{path} has checkpoint format version {version}; this "
+        raise CheckpointError(f"{reader.path} has checkpoint format version {version}; this "
                               f"gpunet reads version {FORMAT_VERSION}")
 
 
-def _prefixed(arrays, prefix):
-    return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+def _read_group(reader, prefix):
+    return {k[len(prefix):]: reader.read(k) for k in reader.entries if k.startswith(prefix)}
 
 
-def _build_model(arrays, path, backend):
-    config = _json_dict_entry(arrays, "model_config", path)
-    if "dtype" not in arrays:
-        raise CheckpointError(f"{path} lacks the entry 'dtype'")
-    dtype = str(arrays["dtype"][()])
+def _build_model(reader, config, dtype, backend):
+    path = reader.path
     try:
         model = from_config(config).to(backend, dtype)
     except KeyError as exc:
@@ -221,37 +150,62 @@ def _build_model(arrays, path, backend):
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: cannot rebuild the model: {exc}") from exc
     try:
-        model.load_state_dict(_prefixed(arrays, "param."))
+        model.load_state_dict(_read_group(reader, PARAM))
     except (KeyError, ValueError) as exc:
         raise CheckpointError(f"{path}: the weights do not fit the architecture: "
                               f"{exc}") from exc
     return model
 
 
-def load(path, device="cpu"):
+def _optimizer_state(reader, limits):
+    if "optimizer" not in reader.entries:
+        return None
+    state = reader.json_object("optimizer", limits)
+    if state.get("type") not in OPTIMIZERS:
+        raise CheckpointError(f"{reader.path}: unknown optimizer type "
+                              f"{state.get('type')!r:.40}; expected one of {sorted(OPTIMIZERS)}")
+    state.update({_BUFFER_PREFIX + k: v for k, v in _read_group(reader, BUFFER).items()})
+    return state
+
+
+def load(path, device="cpu", *, limits=None):
     """Read a checkpoint written by :func:`save`; the model is rebuilt on ``device``
-    (``"cpu"``, ``"gpu"`` or ``"auto"``). Returns a :class:`Checkpoint`."""
+    (``"cpu"``, ``"gpu"`` or ``"auto"``). Returns a :class:`Checkpoint`.
+
+    The file is not trusted: what it may declare is capped by ``limits`` (a
+    :class:`LoadLimits`, default :data:`DEFAULT_LIMITS`), and every entry is checked against
+    the architecture before it is read; any problem raises :class:`CheckpointError`.
+    """
     path = os.fspath(path)
     backend = get_backend(device)  # a bad device is the caller's error, not the file's
-    arrays = _read_arrays(path)
-    _check_format(arrays, path)
-    model = _build_model(arrays, path, backend)
-    optimizer_state = None
-    if "optimizer" in arrays:
-        optimizer_state = _json_dict_entry(arrays, "optimizer", path)
-        if optimizer_state.get("type") not in OPTIMIZERS:
-            raise CheckpointError(f"{path}: unknown optimizer type "
-                                  f"{optimizer_state.get('type')!r}; expected one of "
-                                  f"{sorted(OPTIMIZERS)}")
-        optimizer_state.update({_BUFFER_PREFIX + k: v for k, v in
-                                _prefixed(arrays, "optimizer." + _BUFFER_PREFIX).items()})
-    best_state = _prefixed(arrays, "best.") or None
-    if best_state is not None:
-        expected = {k: v.shape for k, v in _prefixed(arrays, "param.").items()}
-        got = {k: v.shape for k, v in best_state.items()}
-        if expected != got:
-            raise CheckpointError(f"{path}: the best-epoch weights do not match the model "
-                                  f"(expected {expected}, got {got})")
-    epoch = _int_entry(arrays, "epoch", path)
-    meta = _json_dict_entry(arrays, "meta", path)
+    limits = DEFAULT_LIMITS if limits is None else limits
+    if not isinstance(limits, LoadLimits):
+        raise TypeError(f"limits must be a gpunet.checkpoint.LoadLimits, got "
+                        f"{type(limits).__name__}")
+    with NpzReader(path) as reader:
+        _check_format(reader)
+        config = reader.json_object("model_config", limits)
+        dtype = reader.text("dtype")
+        if dtype not in {d.name for d in FLOAT_DTYPES}:
+            raise CheckpointError(f"{path}: entry 'dtype' must be one of "
+                                  f"{[d.name for d in FLOAT_DTYPES]}, got {dtype!r:.40}")
+        shapes = implied_shapes(config, path, limits)
+        check_entries(reader, shapes, np.dtype(dtype))  # headers only: nothing read yet
+        epoch = reader.integer("epoch")
+        if epoch < 0:
+            raise CheckpointError(f"{path}: entry 'epoch' must be >= 0, got {epoch}")
+        meta = reader.json_object("meta", limits)
+        optimizer_state = _optimizer_state(reader, limits)
+        model = _build_model(reader, config, dtype, backend)
+        best_state = _read_group(reader, BEST) or None
     return Checkpoint(path, model, optimizer_state, epoch, meta, best_state)
+
+
+def saved_epoch(path):
+    """The epoch stored in the checkpoint ``path`` (reading that entry only), or None when
+    there is no readable checkpoint there."""
+    try:
+        with NpzReader(os.fspath(path)) as reader:
+            return reader.integer("epoch")
+    except CheckpointError:
+        return None
