@@ -1,8 +1,10 @@
 """Evaluation: :func:`evaluate` and :func:`predict` in evaluation mode over device-resident
-batches, and the helpers the training loop shares with them (input scaling, label checks)."""
+batches, the helpers the training loop shares with them (input scaling, label and
+finiteness checks), and the confusion matrix."""
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -93,6 +95,28 @@ def check_class_labels(model, loss_fn, X, y, what):
                          f"outputs)") from None
 
 
+def check_finite(model, a, what):
+    """Raise ValueError naming the first row and column of the float array ``a`` (on the
+    model's device) that holds NaN or inf: one reduction and one host sync when all is
+    finite. A column is a position in a sample flattened to one row."""
+    if a.dtype.kind != "f":
+        return
+    if math.isfinite(float(a.sum(dtype=np.float64))):  # float32 data cannot overflow it
+        return
+    xp = model.backend.xp
+    bad = ~xp.isfinite(a.reshape(len(a), -1))
+    first = int(bad.argmax())
+    row, column = divmod(first, bad.shape[1])
+    if not bool(bad[row, column]):
+        return  # only the float64 sum of huge float64 values overflowed
+    value = float(a.reshape(len(a), -1)[row, column])
+    count = int(bad.sum())
+    others = f" ({count - 1:,} more non-finite values follow)" if count > 1 else ""
+    where = f"row {row}" + (f", column {column}" if bad.shape[1] > 1 else "")
+    raise ValueError(f"{what} hold {value} at {where}{others}; the data must be finite "
+                     f"(no NaN or inf): drop or fill in those values before training")
+
+
 def _outputs(model, X, batch_size):
     """``(start, stop, outputs)`` per batch of ``X`` (outputs are reused buffers)."""
     to_input = FloatInput(model)
@@ -103,8 +127,11 @@ def _outputs(model, X, batch_size):
 def evaluate(model, X, y, loss_fn=None, batch_size=EVAL_BATCH_SIZE) -> Evaluation:
     """Mean loss (with ``loss_fn``) and accuracy (for integer class labels) of ``model`` on
     ``(X, y)``, in evaluation mode; the model's previous mode is restored afterwards.
-    Class labels outside the model's outputs raise ValueError before any batch runs."""
+    Class labels outside the model's outputs, and NaN or inf in float ``X`` or ``y``, raise
+    ValueError before any batch runs."""
     X, y = on_device(model, X, y)
+    check_finite(model, X, "X")
+    check_finite(model, y, "y")
     check_class_labels(model, loss_fn, X, y, "y")
     return evaluate_on_device(model, X, y, loss_fn, batch_size)
 
@@ -141,3 +168,22 @@ def predict(model, X, batch_size=EVAL_BATCH_SIZE):
                 result = model.backend.xp.empty((len(X),) + outputs.shape[1:], outputs.dtype)
             result[start:stop] = outputs
     return result
+
+
+def confusion_matrix(true, predicted, num_classes):
+    """Counts ``[true class, predicted class]``."""
+    flat = np.bincount(true * num_classes + predicted, minlength=num_classes ** 2)
+    return flat.reshape(num_classes, num_classes)
+
+
+def format_confusion(matrix, classes):
+    """The matrix as text: one row per true class, one column per predicted class."""
+    names = [c[:11] for c in classes]
+    label = max(len(n) for n in names)
+    width = max(len(str(matrix.max())), 4)
+    head = " " * label + "  " + " ".join(f"{i:>{width}}" for i in range(len(names)))
+    rows = [f"{n:>{label}}  " + " ".join(f"{v:>{width}}" for v in row)
+            + f"  {100 * row[i] / max(row.sum(), 1):5.1f}%"
+            for i, (n, row) in enumerate(zip(names, matrix))]
+    return ("confusion matrix (rows: true class, columns: predicted class index; "
+            "last column: recall)\n" + "\n".join([head] + rows))

@@ -16,7 +16,7 @@ import numpy as np
 from .backend import manual_seed, to_numpy
 from .checkpoint import Checkpoint, load, save
 from .evaluation import (EVAL_BATCH_SIZE, Evaluation, FloatInput, check_class_labels,
-                         evaluate_on_device, on_device)
+                         check_finite, evaluate_on_device, on_device)
 from .history import History, format_epoch, format_numbers
 from .loader import DataLoader
 from .module import check_positive_int
@@ -36,6 +36,16 @@ def _pair(data, name):
     if not isinstance(data, (tuple, list)) or len(data) != 2:
         raise TypeError(f"{name} must be a pair (X, y) of arrays, got {type(data).__name__}")
     return data
+
+
+def _checked(model, loss_fn, X, y, what):
+    """``(X, y)`` on the model's device, checked once before the first batch: finite
+    float values, class labels within the model's outputs."""
+    X, y = on_device(model, X, y)
+    check_finite(model, X, f"{what} inputs")
+    check_finite(model, y, f"{what} targets")
+    check_class_labels(model, loss_fn, X, y, f"{what} labels")
+    return X, y
 
 
 def _split(model, X, y, fraction, seed):
@@ -124,6 +134,18 @@ def _train_epoch(model, loss_fn, optimizer, loader, to_input, epoch, epochs, pro
     return meter.summary()
 
 
+def _validate(model, val, loss_fn, batch_size, epoch):
+    """An epoch's validation result; a NaN or infinite validation loss (the inputs being
+    finite) raises NonFiniteLossError instead of being recorded."""
+    if val is None:
+        return Evaluation(None, None)
+    result = evaluate_on_device(model, *val, loss_fn, batch_size)
+    if result.loss is not None and not math.isfinite(result.loss):
+        raise NonFiniteLossError(f"the validation loss became {result.loss} at epoch {epoch} "
+                                 f"(the training loss was finite)", epoch, None)
+    return result
+
+
 class _EarlyStopping:
     """Track the best epoch by the monitored loss (validation, else training) and, with a
     ``patience``, keep a copy of its weights."""
@@ -205,8 +227,10 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
     - ``progress``: a progress bar on a terminal; ``verbose``: one line per epoch;
       ``on_epoch_end(record)`` is called with each epoch's record.
 
-    A NaN or infinite training loss raises :class:`NonFiniteLossError` naming the epoch and
-    step; the checkpoint file then still holds the last good epoch.
+    NaN or inf in float inputs or targets (training or validation) raise ValueError naming
+    the first bad row and column before the first batch. A NaN or infinite training or
+    validation loss raises :class:`NonFiniteLossError` naming the epoch (and step); the
+    checkpoint file then still holds the last good epoch.
     """
     epochs = check_positive_int(epochs, "epochs")
     X, y = _pair(train, "train")
@@ -227,13 +251,11 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
     history = History(fit_state.get("history", []))
     seed = fit_state.get("seed") if seed is None else seed
     base_lr = fit_state.get("base_lr", optimizer.lr)
-    X, y = on_device(model, X, y)
-    check_class_labels(model, loss_fn, X, y, "train labels")
+    X, y = _checked(model, loss_fn, X, y, "train")  # before the split: rows as given
     if val_split:
         (X, y), val = _split(model, X, y, val_split, seed)
     elif val is not None:
-        val = on_device(model, *_pair(val, "val"))
-        check_class_labels(model, loss_fn, *val, "val labels")
+        val = _checked(model, loss_fn, *_pair(val, "val"), "val")
     loader = DataLoader(X, y, batch_size, shuffle=True, device=model.backend)
     stopper = _EarlyStopping(patience, model, history, saved_best)
     to_input = FloatInput(model)
@@ -256,14 +278,13 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
             try:
                 train_loss, train_accuracy = _train_epoch(
                     model, loss_fn, optimizer, loader, to_input, index + 1, epochs, progress)
+                train_seconds = time.perf_counter() - started
+                result = _validate(model, val, loss_fn, eval_batch, index + 1)
             except NonFiniteLossError as exc:
                 kept = (f"; the checkpoint {checkpoint} keeps epoch {done}"
                         if checkpoint is not None and done else "")
                 raise NonFiniteLossError(f"{exc}{kept}. Try a lower learning rate.",
                                          exc.epoch, exc.step) from None
-            train_seconds = time.perf_counter() - started
-            result = (evaluate_on_device(model, *val, loss_fn, eval_batch) if val is not None
-                      else Evaluation(None, None))
         record = {"epoch": index + 1, "lr": optimizer.lr, "train_loss": train_loss,
                   "train_accuracy": train_accuracy, "val_loss": result.loss,
                   "val_accuracy": result.accuracy,
