@@ -2,28 +2,35 @@
 
 ``gpunet train`` trains the lecture's 784-512-512-10 ReLU MLP on Fashion-MNIST with defaults
 that reach about 90% test accuracy, printing progress and one line per epoch; ``--out DIR``
-receives ``checkpoint.npz``, ``metrics.csv``, ``metrics.json`` and ``curves.png``.
-``gpunet eval CHECKPOINT`` reports test accuracy and a confusion matrix.
+(claimed for the run: see ``runclaim.py``) receives ``checkpoint.npz`` and ``metrics.csv`` /
+``metrics.json`` after every epoch, and ``curves.png`` at the end. ``gpunet eval CHECKPOINT``
+reports test accuracy and a confusion matrix. Ctrl-C and SIGTERM stop a run and say what
+the checkpoint keeps (exit 130 and 143).
 """
 from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
 import sys
 import time
 
 import numpy as np
 
+from . import backend as backend_module
 from . import datasets, nn, optim
 from .backend import BackendUnavailable, get_backend, manual_seed, to_numpy
-from .checkpoint import CheckpointError, load
+from .checkpoint import DEFAULT_LIMITS, CheckpointError, LoadLimits, load, saved_epoch
 from .datasets import DatasetError
+from .evaluation import confusion_matrix, evaluate, format_confusion, predict
+from .interrupts import Terminated, sigterm_as_interrupt
 from .losses import CrossEntropyLoss
+from .run_output import MetricsWriter
+from .runclaim import FolderInUse, RunClaim
 from .schedules import CosineLR, StepLR
-from .evaluation import evaluate, predict
 from .train import NonFiniteLossError, fit
+
+__all__ = ["build_parser", "confusion_matrix", "format_confusion", "main"]
 
 ACTIVATIONS = {"relu": (nn.ReLU, "kaiming"), "leaky_relu": (nn.LeakyReLU, "kaiming"),
                "sigmoid": (nn.Sigmoid, "xavier"), "tanh": (nn.Tanh, "xavier")}
@@ -45,6 +52,8 @@ CHECKPOINT_NAME = "checkpoint.npz"
 
 class UsageError(Exception):
     """A semantic error in the arguments, reported like an argparse error (exit 2)."""
+
+
 
 
 # -- argument types ---------------------------------------------------------------------
@@ -143,6 +152,9 @@ def _add_common(parser):
                         help="fail instead of downloading a missing dataset")
     parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
                         help="default: auto (the GPU when one answers)")
+    parser.add_argument("--max-params", type=positive_int, metavar="N",
+                        help=f"the most parameters a checkpoint to read may declare "
+                             f"(default: {DEFAULT_LIMITS.max_parameters:,})")
 
 
 # -- data and model ---------------------------------------------------------------------
@@ -206,24 +218,54 @@ def _run_config(args, stored):
 
 def _output_dir(args, config):
     if args.out is not None:
-        out = args.out
-    elif args.resume is not None:
-        out = os.path.dirname(os.path.abspath(args.resume))
-    else:
-        out = os.path.join("runs", f"{config['dataset']}-{time.strftime('%Y%m%d-%H%M%S')}")
+        return args.out
+    if args.resume is not None:
+        return os.path.dirname(os.path.abspath(args.resume))
+    return os.path.join("runs", f"{config['dataset']}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def _checkpoint_path(args, out):
+    """``out``'s checkpoint path, unless a run other than the resumed one is saved there
+    (checked while the folder is claimed)."""
     checkpoint = os.path.join(out, CHECKPOINT_NAME)
     resuming_here = args.resume is not None and os.path.exists(checkpoint) \
         and os.path.samefile(checkpoint, args.resume)
     if os.path.exists(checkpoint) and not resuming_here:
         raise UsageError(f"{out} already holds a checkpoint; choose another --out, or "
                          f"continue it with --resume {checkpoint}")
-    os.makedirs(out, exist_ok=True)
-    return out, checkpoint
+    return checkpoint
+
+
+def _read_checkpoint(args, path, backend):
+    limits = LoadLimits(max_parameters=args.max_params) if args.max_params else None
+    return load(path, device=backend, limits=limits)
+
+
+def _device_line(args, backend):
+    """``device: ...``; with ``--device auto`` on the CPU, also why the GPU is not used."""
+    line = f"device: {backend.name} ({backend.xp.__name__})"
+    if args.device == "auto" and backend.name == "cpu":
+        ok, reason = backend_module.gpu_status()
+        if not ok:
+            line += f"; --device auto fell back to the CPU: {reason}"
+    return line
+
+
+def _saved_note(checkpoint, epochs, args, resume):
+    """What an interrupted run leaves behind, in words."""
+    epoch = saved_epoch(checkpoint)
+    if epoch is not None:
+        more = (f"; continue with: gpunet train --resume {checkpoint}" if epoch < epochs
+                else "")
+        return f"the checkpoint {checkpoint} keeps epoch {epoch} of {epochs}{more}"
+    if resume is not None:
+        return f"no new epoch was saved; {args.resume} still holds epoch {resume.epoch}"
+    return "nothing was saved (no epoch had finished)"
 
 
 def run_train(args):
     backend = get_backend(args.device)
-    resume = load(args.resume, device=backend) if args.resume is not None else None
+    resume = _read_checkpoint(args, args.resume, backend) if args.resume else None
     stored = resume.meta.get("config", {}) if resume is not None else {}
     if resume is not None and not stored:
         raise UsageError(f"{args.resume} was not written by gpunet train (no run settings); "
@@ -234,6 +276,19 @@ def run_train(args):
     if resume is not None and epochs <= resume.epoch:
         raise UsageError(f"{args.resume} has already trained {resume.epoch} epochs; pass "
                          f"--epochs N with N > {resume.epoch} (the total to reach)")
+    out = _output_dir(args, config)
+    with RunClaim(out):  # before the data load: a busy or read-only folder fails at once
+        checkpoint = _checkpoint_path(args, out)
+        try:
+            _train_in(out, checkpoint, args, config, backend, resume)
+        except KeyboardInterrupt as exc:
+            exc.note = _saved_note(checkpoint, epochs, args, resume)
+            raise
+    return 0
+
+
+def _train_in(out, checkpoint, args, config, backend, resume):
+    """Load the data, build or restore the model, train and test; write into ``out``."""
     train, test, classes = load_data(config["dataset"], args.data_dir, not args.no_download,
                                      config["seed"])
     manual_seed(config["seed"])
@@ -244,22 +299,30 @@ def run_train(args):
         model = build_model(num_inputs, config["hidden"], config["activation"],
                             len(classes)).to(backend)
         optimizer = _make_optimizer(model, config)
-    out, checkpoint = _output_dir(args, config)
-    print(f"device: {backend.name} ({backend.xp.__name__})")
+    print(_device_line(args, backend))
     print(f"model: {_describe_model(model)}")
     print("config: " + " ".join(f"{k}={v}" for k, v in config.items()))
-    print(f"output: {out}" + (f" (resuming at epoch {resume.epoch})" if resume else ""))
-    history = fit(model, CrossEntropyLoss(), optimizer, train, val_split=config["val_split"],
-                  epochs=epochs, batch_size=config["batch_size"],
-                  schedule=make_schedule(config["schedule"], epochs),
-                  patience=config["patience"], seed=config["seed"], checkpoint=checkpoint,
-                  checkpoint_meta={"config": config}, resume=resume,
-                  progress=not args.no_progress)
+    print(f"output: {out}" + (f" (resuming at epoch {resume.epoch})" if resume else ""),
+          flush=True)
+    epochs = config["epochs"]
+    metrics = MetricsWriter(out, config, backend.name,
+                            (resume.meta.get("fit") or {}).get("history", []) if resume else ())
+    try:
+        history = fit(model, CrossEntropyLoss(), optimizer, train,
+                      val_split=config["val_split"], epochs=epochs,
+                      batch_size=config["batch_size"],
+                      schedule=make_schedule(config["schedule"], epochs),
+                      patience=config["patience"], seed=config["seed"], checkpoint=checkpoint,
+                      checkpoint_meta={"config": config}, resume=resume,
+                      progress=not args.no_progress, on_epoch_end=metrics.epoch_done)
+    except BaseException as exc:
+        metrics.stopped("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
+        raise
     test_result = evaluate(model, *test, CrossEntropyLoss())
     print(f"test accuracy: {100 * test_result.accuracy:.2f}% (loss {test_result.loss:.4f}, "
           f"{len(test[0])} samples)")
-    _write_metrics(out, history, config, backend, test_result)
-    return 0
+    names = metrics.finish(history, test_result)
+    print(f"wrote {out}: {', '.join([CHECKPOINT_NAME, *names])}")
 
 
 def _make_optimizer(model, config):
@@ -269,47 +332,10 @@ def _make_optimizer(model, config):
     return OPTIMIZERS[config["optimizer"]](model.parameters(), lr=config["lr"], **kwargs)
 
 
-def _write_metrics(out, history, config, backend, test_result):
-    history.to_csv(os.path.join(out, "metrics.csv"))
-    summary = {"device": backend.name, "config": config, "epochs": history.records,
-               "test": test_result._asdict()}
-    with open(os.path.join(out, "metrics.json"), "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=1)
-    try:
-        plot_curves(history, os.path.join(out, "curves.png"))
-    except ImportError as exc:
-        print(f"curves.png skipped: matplotlib is not installed ({exc}); "
-              f"pip install gpunet[plot]")
-    print(f"wrote {out}: {CHECKPOINT_NAME}, metrics.csv, metrics.json"
-          + (", curves.png" if os.path.exists(os.path.join(out, "curves.png")) else ""))
-
-
-def plot_curves(history, path):
-    """Loss and accuracy per epoch (training and validation) as a PNG; needs matplotlib."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = history["epoch"]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, metric in zip(axes, ("loss", "accuracy")):
-        for split in ("train", "val"):
-            values = history[f"{split}_{metric}"]
-            if any(v is not None for v in values):
-                ax.plot(epochs, values, marker="o", markersize=3, label=split)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(metric)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 # -- eval -------------------------------------------------------------------------------
 def run_eval(args):
-    checkpoint = load(args.checkpoint, device=get_backend(args.device))
+    backend = get_backend(args.device)
+    checkpoint = _read_checkpoint(args, args.checkpoint, backend)
     config = checkpoint.meta.get("config")
     if not config:
         raise UsageError(f"{args.checkpoint} was not written by gpunet train: it does not "
@@ -320,6 +346,7 @@ def run_eval(args):
     predicted = to_numpy(predict(model, X, args.batch_size)).argmax(axis=1)
     y = to_numpy(y)
     accuracy = float((predicted == y).mean())
+    print(_device_line(args, backend))
     print(f"checkpoint: {args.checkpoint} (epoch {checkpoint.epoch}, "
           f"{_describe_model(model)})")
     print(f"test accuracy: {100 * accuracy:.2f}% on {len(y)} {config['dataset']} samples")
@@ -327,41 +354,26 @@ def run_eval(args):
     return 0
 
 
-def confusion_matrix(true, predicted, num_classes):
-    """Counts ``[true class, predicted class]``."""
-    flat = np.bincount(true * num_classes + predicted, minlength=num_classes ** 2)
-    return flat.reshape(num_classes, num_classes)
-
-
-def format_confusion(matrix, classes):
-    """The matrix as text: one row per true class, one column per predicted class."""
-    names = [c[:11] for c in classes]
-    label = max(len(n) for n in names)
-    width = max(len(str(matrix.max())), 4)
-    head = " " * label + "  " + " ".join(f"{i:>{width}}" for i in range(len(names)))
-    rows = [f"{n:>{label}}  " + " ".join(f"{v:>{width}}" for v in row)
-            + f"  {100 * row[i] / max(row.sum(), 1):5.1f}%"
-            for i, (n, row) in enumerate(zip(names, matrix))]
-    return ("confusion matrix (rows: true class, columns: predicted class index; "
-            "last column: recall)\n" + "\n".join([head] + rows))
-
-
 # -- entry point ------------------------------------------------------------------------
 def main(argv=None) -> int:
-    """Run the command line; return the exit status (2 for bad arguments, like argparse)."""
+    """Run the command line; return the exit status (2 for bad arguments, like argparse;
+    130 after Ctrl-C, 143 after SIGTERM)."""
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     prog = f"{parser.prog} {args.command}"
     try:
-        return args.func(args)
-    except (UsageError, CheckpointError, DatasetError, BackendUnavailable, OSError,
-            ValueError, TypeError) as exc:
+        with sigterm_as_interrupt():
+            return args.func(args)
+    except (UsageError, CheckpointError, DatasetError, BackendUnavailable, FolderInUse,
+            OSError, ValueError, TypeError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except NonFiniteLossError as exc:
         print(f"{prog}: training stopped: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"\n{prog}: interrupted; the checkpoint keeps the last finished epoch",
-              file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        note = getattr(exc, "note", None)
+        print(f"\n{prog}: {'terminated (SIGTERM)' if terminated else 'interrupted'}"
+              + (f"; {note}" if note else ""), file=sys.stderr)
+        return 143 if terminated else 130

@@ -157,3 +157,34 @@ def test_bench_help_lists_its_options():
     result = _run_module("bench", "--help")
     assert result.returncode == 0, result.stderr
     assert "--batch-sizes" in result.stdout
+
+
+def _device_lines(text):
+    return [line for line in text.splitlines() if line.startswith("device:")]
+
+
+def test_auto_device_says_in_one_line_why_it_fell_back_to_the_cpu(tmp_path, capsys,
+                                                                  monkeypatch):
+    import gpunet.backend as backend_module
+
+    reason = "no CUDA device answers (simulated for the test)"
+    monkeypatch.setattr(backend_module, "gpu_status", lambda: (False, reason))
+    assert _train(tmp_path, "--device", "auto") == 0  # the last --device wins
+    assert _device_lines(capsys.readouterr().out) == [
+        f"device: cpu (numpy); --device auto fell back to the CPU: {reason}"]
+    checkpoint = str(tmp_path / "run" / "checkpoint.npz")
+    assert main(["eval", checkpoint]) == 0  # --device auto is the default
+    assert _device_lines(capsys.readouterr().out) == [
+        f"device: cpu (numpy); --device auto fell back to the CPU: {reason}"]
+    assert main(["eval", checkpoint, "--device", "cpu"]) == 0  # asked for: nothing to say
+    assert _device_lines(capsys.readouterr().out) == ["device: cpu (numpy)"]
+
+
+def test_auto_device_fallback_gives_the_real_probe_reason(tmp_path, capsys):
+    gn.backend.gpu_status.cache_clear()  # probe afresh
+    ok, reason = gn.gpu_status()
+    if ok:
+        pytest.skip("a GPU answers here: --device auto does not fall back")
+    assert _train(tmp_path, "--device", "auto") == 0
+    assert _device_lines(capsys.readouterr().out) == [
+        f"device: cpu (numpy); --device auto fell back to the CPU: {reason}"]
