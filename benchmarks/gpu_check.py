@@ -21,7 +21,7 @@ import cupy
 import numpy as np
 
 import gpunet as gn
-from gpunet.bench_variants import mlp_layers
+from gpunet.bench.variants import mlp_layers
 from gpunet.ops.cupy_ops import CupyOps
 from gpunet.ops.launchers import linear_relu
 from gpunet.ops.numpy_ops import NumpyOps

@@ -29,7 +29,7 @@ import pytest
 
 import gpu_summary  # benchmarks/ (this script's folder): records markers in the JUnit XML
 import gpunet as gn
-from gpunet.bench_variants import mlp_layers
+from gpunet.bench.variants import mlp_layers
 from gpunet.ops.cupy_ops import CupyOps
 
 SMALL = 4096

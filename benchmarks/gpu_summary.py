@@ -318,7 +318,7 @@ def probe() -> dict:
     records (device name, NVIDIA driver, CUDA runtime and driver API, CuPy, NumPy, PyTorch)
     plus the NVRTC version."""
     import gpunet as gn
-    from gpunet import bench_report
+    from gpunet.bench import report as bench_report
 
     ok, reason = gn.gpu_status()
     info = {"gpu": ok, "reason": reason}

@@ -4,8 +4,8 @@ torch and the floor on the GPU."""
 import pytest
 
 import gpunet as gn
-from gpunet.bench import build_variant, variant_unavailable
-from gpunet.bench_variants import Workload
+from gpunet.bench.sweep import build_variant, variant_unavailable
+from gpunet.bench.variants import Workload
 
 BATCHES = (64, 1024, 8192)
 CASES = [("numpy", "cpu"), ("torch", "cpu"), ("gemm-floor", "cpu")] + [

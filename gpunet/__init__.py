@@ -9,20 +9,23 @@
     model.backward(loss_fn.backward())
     opt.step()
 """
-from . import datasets, init, optim, schedules
+from . import optim
+from .data import datasets
+from .nn import init
+from .training import schedules
 from .backend import (BackendUnavailable, get_backend, gpu_status, manual_seed,
                       set_tf32, to_numpy, warmup)
-from .checkpoint import Checkpoint, CheckpointError, load, save
-from .gradcheck import GradcheckError, gradcheck
-from .history import History
-from .loader import DataLoader
-from .losses import BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss, NLLLoss
-from .module import Module
-from .activations import LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from .training.checkpoint import Checkpoint, CheckpointError, LoadLimits, load, save
+from .nn.gradcheck import GradcheckError, gradcheck
+from .training.history import History
+from .data.loader import DataLoader
+from .nn.losses import BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss, NLLLoss
+from .nn.module import Module
+from .nn.activations import LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from .nn import Dropout, Flatten, Linear, Sequential, from_config
-from .parameter import Parameter
-from .evaluation import Evaluation, evaluate, predict
-from .train import NonFiniteLossError, fit
+from .nn.parameter import Parameter
+from .training.evaluation import Evaluation, evaluate, predict
+from .training.fit import NonFiniteLossError, fit
 
 __version__ = "0.1.0"
 
@@ -34,6 +37,6 @@ __all__ = [
     "datasets", "from_config", "get_backend", "gpu_status", "gradcheck", "init",
     "manual_seed", "optim",
     "set_tf32", "to_numpy", "warmup",
-    "Checkpoint", "CheckpointError", "Evaluation", "History", "NonFiniteLossError",
+    "Checkpoint", "CheckpointError", "Evaluation", "LoadLimits", "History", "NonFiniteLossError",
     "evaluate", "fit", "load", "predict", "save", "schedules",
 ]

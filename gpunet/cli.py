@@ -18,17 +18,18 @@ import time
 import numpy as np
 
 from . import backend as backend_module
-from . import datasets, nn, optim
+from .data import datasets
+from . import nn, optim
 from .backend import BackendUnavailable, get_backend, manual_seed, to_numpy
-from .checkpoint import DEFAULT_LIMITS, CheckpointError, LoadLimits, load, saved_epoch
-from .datasets import DatasetError
-from .evaluation import confusion_matrix, evaluate, format_confusion, predict
-from .interrupts import Terminated, sigterm_as_interrupt
-from .losses import CrossEntropyLoss
-from .run_output import MetricsWriter
-from .runclaim import FolderInUse, RunClaim
-from .schedules import CosineLR, StepLR
-from .train import NonFiniteLossError, fit
+from .training.checkpoint import DEFAULT_LIMITS, CheckpointError, LoadLimits, load, saved_epoch
+from .data.datasets import DatasetError
+from .training.evaluation import confusion_matrix, evaluate, format_confusion, predict
+from .training.interrupts import Terminated, sigterm_as_interrupt
+from .nn.losses import CrossEntropyLoss
+from .training.run_output import MetricsWriter
+from .training.runclaim import FolderInUse, RunClaim
+from .training.schedules import CosineLR, StepLR
+from .training.fit import NonFiniteLossError, fit
 
 __all__ = ["build_parser", "confusion_matrix", "format_confusion", "main"]
 
@@ -133,7 +134,7 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
     if importlib.util.find_spec("gpunet.bench") is not None:
         bench_cmd = commands.add_parser("bench", help="batch-size throughput sweep")
         if _command_of(sys.argv[1:] if argv is None else argv) == "bench":
-            from . import bench  # imported only when it runs: train/eval never need it
+            from .bench import sweep as bench  # imported only when it runs: train/eval never need it
 
             bench.add_arguments(bench_cmd)
             bench_cmd.set_defaults(func=bench.run)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .backend import backend_of, to_numpy
-from .parameter import flatten_parameters
+from .nn.parameter import flatten_parameters
 
 
 class Optimizer:

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 import gpunet as gn
-from gpunet import bench, bench_report
-from gpunet.bench_variants import GemmFloorVariant, GpunetVariant, Variant, Workload
+from gpunet.bench import report as bench_report, sweep as bench
+from gpunet.bench.variants import GemmFloorVariant, GpunetVariant, Variant, Workload
 from gpunet.ops.numpy_ops import NumpyOps
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
@@ -297,7 +297,7 @@ def test_ops_are_swapped_only_while_active():
 
 @pytest.mark.skipif(not HAS_TORCH, reason="PyTorch is not installed")
 def test_torch_variant_trains_with_the_multi_tensor_optimizer_on_the_cpu():
-    from gpunet.bench_variants import TorchVariant
+    from gpunet.bench.variants import TorchVariant
 
     variant = TorchVariant("cpu", Workload(hidden=(8,), samples=64), tf32=False)
     assert variant.details()["optimizer_impl"] == "foreach"

@@ -12,7 +12,7 @@ import pytest
 
 import gpunet as gn
 from gpunet import datasets
-from gpunet.datasets import DatasetError
+from gpunet.data.datasets import DatasetError
 
 from test_idx import idx_bytes
 

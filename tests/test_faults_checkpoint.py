@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 import gpunet as gn
-from gpunet.checkpoint import LoadLimits
-from gpunet.checkpoint_layout import implied_shapes
-from gpunet.nn import LAYERS
+from gpunet.training.checkpoint import LoadLimits
+from gpunet.training.checkpoint_layout import implied_shapes
+from gpunet.nn.layers import LAYERS
 
 ROOT = Path(__file__).resolve().parents[1]
 PEAK_BOUND_KB = 32 * 1024  # growth of the peak resident memory allowed for one hostile load
@@ -27,7 +27,7 @@ BOMB_BYTES = 256 * 2**20  # a compressed member that inflates to this many zero 
 _PROBE = r"""
 import contextlib, io, json, re, sys
 import gpunet as gn
-from gpunet.checkpoint import LoadLimits
+from gpunet.training.checkpoint import LoadLimits
 from gpunet.cli import main
 
 def peak_kb():
@@ -200,7 +200,7 @@ def test_limits_are_overridable_and_checked(tmp_path):
         gn.load(path, limits=LoadLimits(max_depth=2))
     with pytest.raises(ValueError, match="max_parameters must be a positive integer, got 0"):
         LoadLimits(max_parameters=0)
-    with pytest.raises(TypeError, match="limits must be a gpunet.checkpoint.LoadLimits"):
+    with pytest.raises(TypeError, match="limits must be a gpunet.LoadLimits"):
         gn.load(path, limits={"max_parameters": 5})
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import gpunet as gn
-from gpunet.gradcheck import MAX_ELEMENTWISE
+from gpunet.nn.gradcheck import MAX_ELEMENTWISE
 
 ALL_MODES = ["auto", "elementwise", "directional", "both"]
 

@@ -5,7 +5,7 @@ import struct
 import numpy as np
 import pytest
 
-from gpunet.idx import IDXError, parse_idx, read_idx
+from gpunet.data.idx import IDXError, parse_idx, read_idx
 
 
 def idx_bytes(array, code):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import gpunet as gn
-from gpunet.loader import DataLoader
+from gpunet.data.loader import DataLoader
 
 
 def _dataset(n=50, features=3):

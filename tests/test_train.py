@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import gpunet as gn
-from gpunet.progress import ProgressBar
+from gpunet.training.history import COLUMNS
+from gpunet.training.progress import ProgressBar
 
 
 def _net(inputs=2, hidden=16, classes=2, dropout=0.0):
@@ -58,7 +59,7 @@ def test_history_is_json_and_csv_friendly(tmp_path):
     assert records == json.loads((tmp_path / "h.json").read_text())
     assert [r["train_loss"] for r in records] == history["train_loss"]
     lines = history.to_csv(tmp_path / "h.csv").splitlines()
-    assert lines[0].split(",") == list(gn.history.COLUMNS)
+    assert lines[0].split(",") == list(COLUMNS)
     assert len(lines) == 4 and (tmp_path / "h.csv").read_text().splitlines() == lines
     with pytest.raises(KeyError, match="unknown history column"):
         history["nope"]

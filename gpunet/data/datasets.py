@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backend import backend_of
+from ..backend import backend_of
 from .idx import IDXError, decompress, is_gzip, parse_idx
 from .toy_data import sine, spirals, xor
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from .module import check_positive_int
+from ..nn.module import check_positive_int
 
 
 class StepLR:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from .backend import backend_of
+from ..backend import backend_of
 
 
 def _fans(shape):

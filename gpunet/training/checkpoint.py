@@ -23,13 +23,13 @@ import os
 
 import numpy as np
 
-from . import optim
+from .. import optim
 from .atomic import atomic_write
-from .backend import get_backend
+from ..backend import get_backend
 from .checkpoint_layout import BEST, BUFFER, PARAM, check_entries, implied_shapes
 from .checkpoint_reader import DEFAULT_LIMITS, CheckpointError, LoadLimits, NpzReader
-from .module import FLOAT_DTYPES, Module
-from .nn import from_config
+from ..nn.module import FLOAT_DTYPES, Module
+from ..nn import from_config
 
 FORMAT = "gpunet-checkpoint"
 FORMAT_VERSION = 1
@@ -180,7 +180,7 @@ def load(path, device="cpu", *, limits=None):
     backend = get_backend(device)  # a bad device is the caller's error, not the file's
     limits = DEFAULT_LIMITS if limits is None else limits
     if not isinstance(limits, LoadLimits):
-        raise TypeError(f"limits must be a gpunet.checkpoint.LoadLimits, got "
+        raise TypeError(f"limits must be a gpunet.LoadLimits, got "
                         f"{type(limits).__name__}")
     with NpzReader(path) as reader:
         _check_format(reader)

@@ -9,8 +9,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .loader import resolve_batch_size
-from .losses import CrossEntropyLoss, NLLLoss
+from ..data.loader import resolve_batch_size
+from ..nn.losses import CrossEntropyLoss, NLLLoss
 
 EVAL_BATCH_SIZE = 1024
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import nn, optim
-from .loader import DataLoader
-from .losses import CrossEntropyLoss
+from .. import nn, optim
+from ..data.loader import DataLoader
+from ..nn.losses import CrossEntropyLoss
 
 IN_FEATURES = 784  # Fashion-MNIST images, 28 x 28
 CPU_SETTLE_SECONDS = 0.2  # > OpenBLAS's default busy-wait (2^28 cycles, ~0.1 s)

@@ -17,9 +17,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import bench_report as report
-from .backend import BackendUnavailable, get_backend, set_tf32, warmup
-from .bench_variants import GemmFloorVariant, GpunetVariant, TorchVariant, Workload
+from . import report
+from ..backend import BackendUnavailable, get_backend, set_tf32, warmup
+from .variants import GemmFloorVariant, GpunetVariant, TorchVariant, Workload
 
 VARIANTS = ("numpy", "cupy-unfused", "cupy-fused", "torch", "gemm-floor")
 VARIANT_DEVICES = {"numpy": ("cpu",), "cupy-unfused": ("gpu",), "cupy-fused": ("gpu",),
@@ -125,7 +125,7 @@ def variant_unavailable(name: str, device: str) -> str | None:
                 f"(use --device {VARIANT_DEVICES[name][0]})")
     if name == "cupy-fused":
         try:
-            from .ops import cupy_ops  # noqa: F401
+            from ..ops import cupy_ops  # noqa: F401
         except ImportError as exc:
             return f"the fused CuPy ops do not import ({exc})"
     if name == "torch":
@@ -173,11 +173,11 @@ def prepare_output_folder(path: str) -> Path:
 def build_variant(name, backend, workload, tf32):
     """Construct one variant (model and dataset on the device)."""
     if name in ("numpy", "cupy-unfused"):
-        from .ops.numpy_ops import NumpyOps
+        from ..ops.numpy_ops import NumpyOps
 
         return GpunetVariant(name, backend, NumpyOps(backend.xp), workload)
     if name == "cupy-fused":
-        from .ops.cupy_ops import CupyOps
+        from ..ops.cupy_ops import CupyOps
 
         return GpunetVariant(name, backend, CupyOps(), workload)
     if name == "torch":
@@ -380,9 +380,3 @@ def run(args: argparse.Namespace) -> int:
         for path in report.write_outputs(record, args.out):
             say(f"wrote {path}")
     return 1 if any(row["status"] == "error" for row in rows) else 0
-
-
-if __name__ == "__main__":  # ``python -m gpunet.bench``: the same as ``gpunet bench``
-    from gpunet.cli import main
-
-    sys.exit(main(["bench", *sys.argv[1:]]))

@@ -5,7 +5,7 @@ JSON), and ``curves.png`` at the end.
 ``metrics.json`` holds ``status`` (``"running"``, ``"finished"``, ``"interrupted"`` after
 Ctrl-C or SIGTERM, ``"failed"`` after an error; a killed run stays ``"running"``),
 ``device``, ``config``, ``epochs`` (one record per finished epoch, the columns of
-:data:`gpunet.history.COLUMNS`) and ``test`` (the test result, once finished).
+:data:`gpunet.training.history.COLUMNS`) and ``test`` (the test result, once finished).
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ a future all-reduce is a single call.
 """
 from __future__ import annotations
 
-from .backend import backend_of
+from ..backend import backend_of
 
 
 class Parameter:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import get_backend
+from ..backend import get_backend
 
 
 def resolve_batch_size(batch_size, num_samples: int, drop_last: bool) -> int:

@@ -13,13 +13,13 @@ import time
 
 import numpy as np
 
-from .backend import manual_seed, to_numpy
+from ..backend import manual_seed, to_numpy
 from .checkpoint import Checkpoint, load, save
 from .evaluation import (EVAL_BATCH_SIZE, Evaluation, FloatInput, check_class_labels,
                          check_finite, evaluate_on_device, on_device)
 from .history import History, format_epoch, format_numbers
-from .loader import DataLoader
-from .module import check_positive_int
+from ..data.loader import DataLoader
+from ..nn.module import check_positive_int
 from .progress import ProgressBar
 
 

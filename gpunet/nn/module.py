@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import get_backend, to_numpy
-from .ops.workspace import Workspace
+from ..backend import get_backend, to_numpy
+from ..ops.workspace import Workspace
 from .parameter import flatten_parameters
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .backend import backend_of, manual_seed, to_numpy
+from ..backend import backend_of, manual_seed, to_numpy
 from .losses import Loss
 from .module import Module
 

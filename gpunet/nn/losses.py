@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from .activations import sigmoid
-from .backend import backend_of
-from .ops.workspace import Workspace
+from ..backend import backend_of
+from ..ops.workspace import Workspace
 
 
 class Loss:
