@@ -11,6 +11,8 @@ import functools
 
 import numpy as np
 
+from .checks import check_int
+
 DEVICES = ("cpu", "gpu", "auto")
 
 
@@ -30,9 +32,7 @@ _seed_state = _SeedState()
 
 def manual_seed(seed: int) -> None:
     """Make initialisation, shuffling and dropout reproducible on every backend."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    _seed_state.seed = int(seed)
+    _seed_state.seed = check_int(seed, "seed", 0)
     _seed_state.generation += 1
 
 

@@ -21,6 +21,7 @@ from . import backend as backend_module
 from .data import datasets
 from . import nn, optim
 from .backend import BackendUnavailable, get_backend, manual_seed, to_numpy
+from .checks import argparse_type, check_int, check_number
 from .training.checkpoint import DEFAULT_LIMITS, CheckpointError, LoadLimits, load, saved_epoch
 from .data.datasets import DatasetError
 from .training.evaluation import confusion_matrix, evaluate, format_confusion, predict
@@ -58,23 +59,11 @@ class UsageError(Exception):
 
 
 # -- argument types ---------------------------------------------------------------------
-def _number(kind, low, high=None, *, low_open=False, what):
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if not np.isfinite(value) or value < low or (low_open and value == low) \
-                or (high is not None and value >= high):
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-        return value
-    return parse
-
-
-positive_int = _number(int, 1, what="a positive integer")
-positive_float = _number(float, 0, low_open=True, what="a number > 0")
-non_negative_float = _number(float, 0, what="a number >= 0")
-fraction = _number(float, 0, 1, what="a number in [0, 1)")
+positive_int = argparse_type(check_int, int, minimum=1)
+non_negative_int = argparse_type(check_int, int, minimum=0)
+positive_float = argparse_type(check_number, low=0, low_open=True)
+non_negative_float = argparse_type(check_number, low=0)
+fraction = argparse_type(check_number, low=0, high=1, high_open=True)
 
 
 def build_parser(argv=None) -> argparse.ArgumentParser:
@@ -111,7 +100,7 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
     train.add_argument("--patience", type=positive_int,
                        help="stop after this many epochs without a lower validation loss "
                             "and keep the best weights (default: off)")
-    train.add_argument("--seed", type=_number(int, 0, what="a non-negative integer"),
+    train.add_argument("--seed", type=non_negative_int,
                        help="seed for initialisation, split and shuffling (default: 0)")
     train.add_argument("--out", metavar="DIR", help="output folder for the checkpoint and "
                        "metrics (default: runs/DATASET-TIMESTAMP)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .backend import backend_of, to_numpy
+from .checks import check_number
 from .nn.parameter import flatten_parameters
 
 
@@ -39,7 +40,7 @@ class Optimizer:
 
     @lr.setter
     def lr(self, value):
-        _check_range("lr", value, 0, None)
+        check_number(value, "lr", 0)
         self._lr_value = float(value)
         self._lr.fill(self._lr_value)
 
@@ -102,7 +103,7 @@ class Optimizer:
             if value.shape != tuple(buf.shape):
                 raise ValueError(f"optimizer state 'buffer.{name}' has shape {value.shape}, "
                                  f"the parameters need {tuple(buf.shape)}")
-        _check_range("lr", state["lr"], 0, None)
+        check_number(state["lr"], "lr", 0)
         for name, buf in self.buffers.items():
             buf[...] = self.backend.asarray(state[f"buffer.{name}"], dtype=buf.dtype)
         self.lr = state["lr"]
@@ -110,23 +111,13 @@ class Optimizer:
         self._step.fill(self.step_count)
 
 
-def _check_range(name, value, low, high, *, high_open=True):
-    ok = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
-    if ok:
-        ok = np.isfinite(value) and value >= low and (high is None or (value < high if high_open else value <= high))
-    if not ok:
-        bounds = f">= {low}" if high is None else f"in [{low}, {high}{')' if high_open else ']'}"
-        raise ValueError(f"{name} must be a finite number {bounds}, got {value!r}")
-    return float(value)
-
-
 class SGD(Optimizer):
     """Stochastic gradient descent: ``p -= lr * g``, with optional (Nesterov) momentum and
     L2 weight decay added to the gradient."""
 
     def __init__(self, params, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
-        self.momentum = _check_range("momentum", momentum, 0, 1)
-        self.weight_decay = _check_range("weight_decay", weight_decay, 0, None)
+        self.momentum = check_number(momentum, "momentum", 0, 1, high_open=True)
+        self.weight_decay = check_number(weight_decay, "weight_decay", 0)
         self.nesterov = bool(nesterov)
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0, got momentum=0")
@@ -153,10 +144,10 @@ class Adam(Optimizer):
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-        self.beta1 = _check_range("betas[0]", betas[0], 0, 1)
-        self.beta2 = _check_range("betas[1]", betas[1], 0, 1)
-        self.eps = _check_range("eps", eps, 0, None)
-        self.weight_decay = _check_range("weight_decay", weight_decay, 0, None)
+        self.beta1 = check_number(betas[0], "betas[0]", 0, 1, high_open=True)
+        self.beta2 = check_number(betas[1], "betas[1]", 0, 1, high_open=True)
+        self.eps = check_number(eps, "eps", 0)
+        self.weight_decay = check_number(weight_decay, "weight_decay", 0)
         super().__init__(params, lr)
 
     def hyperparameters(self):

@@ -60,11 +60,11 @@ def test_linear_sizes_are_validated(args, match):
 def test_other_constructor_arguments_are_validated():
     with pytest.raises(ValueError, match="init must be one of"):
         gn.Linear(2, 2, init="orthogonal")
-    with pytest.raises(ValueError, match=r"p must be a number in \[0, 1\), got 1"):
+    with pytest.raises(ValueError, match=r"p must be a finite number in \[0, 1\), got 1"):
         gn.Dropout(1)
-    with pytest.raises(ValueError, match=r"p must be a number in \[0, 1\), got 'a'"):
+    with pytest.raises(ValueError, match=r"p must be a finite number in \[0, 1\), got 'a'"):
         gn.Dropout("a")
-    with pytest.raises(ValueError, match=r"negative_slope must be a number in \[0, 1\), got -1"):
+    with pytest.raises(ValueError, match=r"negative_slope must be a finite number in \[0, 1\), got -1"):
         gn.LeakyReLU(-1)
     with pytest.raises(TypeError, match="dtype must be float32 or float64, got int32"):
         gn.Linear(2, 2, dtype=np.int32)

@@ -44,9 +44,9 @@ def test_defaults_full_and_quick():
 
 
 @pytest.mark.parametrize("argv, expected", [
-    (["--batch-sizes", "0"], "expected an integer >= 1, got '0'"),
-    (["--warmup", "-1"], "expected an integer >= 0, got '-1'"),
-    (["--hidden", "wide"], "expected an integer >= 1, got 'wide'"),
+    (["--batch-sizes", "0"], "expected a positive integer, got '0'"),
+    (["--warmup", "-1"], "expected a non-negative integer, got '-1'"),
+    (["--hidden", "wide"], "expected a positive integer, got 'wide'"),
     (["--variants", "jax"], "invalid choice: 'jax'"),
 ])
 def test_bad_arguments_are_argparse_errors(argv, expected, capsys):

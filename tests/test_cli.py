@@ -98,9 +98,9 @@ def test_existing_run_is_not_overwritten(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["train", "--lr", "-1"], "argument --lr: expected a number > 0, got '-1'"),
+    (["train", "--lr", "-1"], "argument --lr: expected a finite number > 0, got '-1'"),
     (["train", "--epochs", "0"], "argument --epochs: expected a positive integer"),
-    (["train", "--val-split", "1"], "argument --val-split: expected a number in [0, 1)"),
+    (["train", "--val-split", "1"], "argument --val-split: expected a finite number in [0, 1)"),
     (["train", "--momentum", "nan"], "argument --momentum"),
     (["train", "--dataset", "cifar"], "invalid choice: 'cifar'"),
     (["train", "--activation", "gelu"], "invalid choice: 'gelu'"),

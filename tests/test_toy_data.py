@@ -76,12 +76,12 @@ def test_seed_makes_data_reproducible(make):
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: datasets.xor(0), "n must be an integer >= 1, got 0"),
-    (lambda: datasets.xor(2.5), "n must be an integer >= 1"),
+    (lambda: datasets.xor(0), "n must be a positive integer, got 0"),
+    (lambda: datasets.xor(2.5), "n must be a positive integer"),
     (lambda: datasets.spirals(1), "n must be an integer >= 2, got 1"),
     (lambda: datasets.spirals(10, noise=-0.1), "noise must be a finite number >= 0"),
     (lambda: datasets.spirals(10, turns=0), "turns must be a finite number > 0, got 0"),
-    (lambda: datasets.sine(True), "n must be an integer"),
+    (lambda: datasets.sine(True), "n must be a positive integer, got True"),
     (lambda: datasets.sine(10, noise=float("nan")), "noise must be a finite number"),
 ])
 def test_bad_arguments(call, message):

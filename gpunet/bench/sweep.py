@@ -19,6 +19,7 @@ from pathlib import Path
 
 from . import report
 from ..backend import BackendUnavailable, get_backend, set_tf32, warmup
+from ..checks import argparse_type, check_int
 from .variants import GemmFloorVariant, GpunetVariant, TorchVariant, Workload
 
 VARIANTS = ("numpy", "cupy-unfused", "cupy-fused", "torch", "gemm-floor")
@@ -50,23 +51,10 @@ class BenchError(ValueError):
     """A request the sweep cannot carry out (a variant absent on this device...)."""
 
 
-def _int_at_least(minimum):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < minimum:
-            raise argparse.ArgumentTypeError(
-                f"expected an integer >= {minimum}, got {text!r}")
-        return value
-    parse.__name__ = "integer"
-    return parse
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the ``bench`` options on ``parser``."""
-    positive, nonnegative = _int_at_least(1), _int_at_least(0)
+    positive = argparse_type(check_int, int, minimum=1)
+    nonnegative = argparse_type(check_int, int, minimum=0)
     parser.add_argument("--batch-sizes", type=positive, nargs="+", default=None, metavar="N",
                         help="batch sizes to sweep (default: 32 64 ... 65536; "
                              f"--quick: {' '.join(map(str, QUICK_BATCH_SIZES))})")

@@ -9,20 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def _count(n, name, minimum):
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {n!r}")
-    return int(n)
-
-
-def _real(value, name, *, zero_ok=True):
-    """``value`` as a float, which must be finite and >= 0 (> 0 unless ``zero_ok``)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) \
-            or not np.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
-        raise ValueError(f"{name} must be a finite number {'>=' if zero_ok else '>'} 0, "
-                         f"got {value!r}")
-    return float(value)
+from ..checks import check_int, check_number
 
 
 def xor(n=None, *, noise=0.0, seed=None):
@@ -34,12 +21,12 @@ def xor(n=None, *, noise=0.0, seed=None):
     """
     corners = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
     labels = np.array([0, 1, 1, 0], dtype=np.int64)
-    noise = _real(noise, "noise")
+    noise = check_number(noise, "noise", 0)
     rng = np.random.default_rng(seed)
     if n is None:
         which = np.arange(4)
     else:
-        which = rng.permutation(np.arange(_count(n, "n", 1)) % 4)
+        which = rng.permutation(np.arange(check_int(n, "n", 1)) % 4)
     X = corners[which] + (noise * rng.standard_normal((len(which), 2))).astype(np.float32)
     return X, labels[which]
 
@@ -50,9 +37,9 @@ def spirals(n=400, *, noise=0.1, turns=1.5, seed=None):
     Class ``k`` follows radius ``t`` at angle ``2*pi*turns*t + k*pi`` for ``t`` in (0, 1];
     ``noise`` is the standard deviation of Gaussian noise added to the coordinates.
     """
-    n = _count(n, "n", 2)
-    noise = _real(noise, "noise")
-    turns = _real(turns, "turns", zero_ok=False)
+    n = check_int(n, "n", 2)
+    noise = check_number(noise, "noise", 0)
+    turns = check_number(turns, "turns", 0, low_open=True)
     rng = np.random.default_rng(seed)
     labels = np.arange(n) % 2
     t = (np.arange(n) // 2 + 1) / ((n + 1) // 2)
@@ -68,8 +55,8 @@ def sine(n=200, *, noise=0.0, seed=None):
 
     ``noise`` is the standard deviation of Gaussian noise added to ``y``.
     """
-    n = _count(n, "n", 1)
-    noise = _real(noise, "noise")
+    n = check_int(n, "n", 1)
+    noise = check_number(noise, "noise", 0)
     rng = np.random.default_rng(seed)
     x = rng.uniform(-np.pi, np.pi, size=(n, 1))
     y = np.sin(x) + noise * rng.standard_normal((n, 1))

@@ -2,7 +2,8 @@
 upstream gradient by the local gradient computed from it."""
 from __future__ import annotations
 
-from .module import Module, check_fraction
+from ..checks import check_fraction
+from .module import Module
 
 
 class _Activation(Module):

@@ -11,7 +11,8 @@ import numpy as np
 
 from . import init as _init
 from .activations import LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
-from .module import Module, check_dtype, check_fraction, check_positive_int
+from ..checks import check_dtype, check_fraction, check_positive_int
+from .module import Module
 from .parameter import Parameter
 
 

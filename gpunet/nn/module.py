@@ -4,36 +4,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import get_backend, to_numpy
+from ..checks import check_dtype
 from ..ops.workspace import Workspace
 from .parameter import flatten_parameters
-
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-def check_dtype(dtype) -> np.dtype:
-    """``dtype`` as a NumPy dtype, which must be float32 or float64."""
-    try:
-        dt = np.dtype(dtype)
-    except TypeError as exc:
-        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from exc
-    if dt not in FLOAT_DTYPES:
-        raise TypeError(f"dtype must be float32 or float64, got {dt}")
-    return dt
-
-
-def check_positive_int(value, name) -> int:
-    """``value`` as an int, which must be a positive integer (not a bool or a float)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def check_fraction(value, name) -> float:
-    """``value`` as a float, which must be a number in [0, 1)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not 0 <= value < 1:
-        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
-    return float(value)
 
 
 class Module:

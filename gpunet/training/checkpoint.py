@@ -28,7 +28,8 @@ from .atomic import atomic_write
 from ..backend import get_backend
 from .checkpoint_layout import BEST, BUFFER, PARAM, check_entries, implied_shapes
 from .checkpoint_reader import DEFAULT_LIMITS, CheckpointError, LoadLimits, NpzReader
-from ..nn.module import FLOAT_DTYPES, Module
+from ..checks import FLOAT_DTYPES, check_int
+from ..nn.module import Module
 from ..nn import from_config
 
 FORMAT = "gpunet-checkpoint"
@@ -91,8 +92,7 @@ def _json_array(value, what):
 def _checkpoint_arrays(model, optimizer, epoch, best_state, meta):
     if not isinstance(model, Module):
         raise TypeError(f"model must be a gpunet Module, got {type(model).__name__}")
-    if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
-        raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}")
+    check_int(epoch, "epoch", 0)
     arrays = {
         "format": np.array(FORMAT),
         "format_version": np.array(FORMAT_VERSION),

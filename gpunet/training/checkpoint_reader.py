@@ -18,6 +18,8 @@ import zlib
 
 import numpy as np
 
+from ..checks import check_int
+
 _NPY_HEADER_MAX = 10_000  # bytes of one .npy header (NumPy's own default cap)
 
 
@@ -45,10 +47,7 @@ class LoadLimits:
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"LoadLimits.{field.name} must be a positive integer, got "
-                                 f"{value!r}")
+            check_int(getattr(self, field.name), f"LoadLimits.{field.name}", 1)
 
 
 DEFAULT_LIMITS = LoadLimits()

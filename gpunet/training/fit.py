@@ -19,7 +19,7 @@ from .evaluation import (EVAL_BATCH_SIZE, Evaluation, FloatInput, check_class_la
                          check_finite, evaluate_on_device, on_device)
 from .history import History, format_epoch, format_numbers
 from ..data.loader import DataLoader
-from ..nn.module import check_positive_int
+from ..checks import check_positive_int
 from .progress import ProgressBar
 
 

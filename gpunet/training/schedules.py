@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from ..nn.module import check_positive_int
+from ..checks import check_number, check_positive_int
 
 
 class StepLR:
@@ -16,9 +16,7 @@ class StepLR:
 
     def __init__(self, step_size, gamma=0.1):
         self.step_size = check_positive_int(step_size, "step_size")
-        if not 0 < gamma <= 1:
-            raise ValueError(f"gamma must be in (0, 1], got {gamma!r}")
-        self.gamma = float(gamma)
+        self.gamma = check_number(gamma, "gamma", 0, 1, low_open=True)
 
     def __call__(self, base_lr, epoch):
         return base_lr * self.gamma ** (epoch // self.step_size)
@@ -33,9 +31,7 @@ class CosineLR:
 
     def __init__(self, epochs, min_lr=0.0):
         self.epochs = check_positive_int(epochs, "epochs")
-        if min_lr < 0:
-            raise ValueError(f"min_lr must be >= 0, got {min_lr!r}")
-        self.min_lr = float(min_lr)
+        self.min_lr = check_number(min_lr, "min_lr", 0)
 
     def __call__(self, base_lr, epoch):
         progress = min(epoch, self.epochs) / self.epochs
