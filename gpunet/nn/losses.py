@@ -10,8 +10,12 @@ from ..ops.workspace import Workspace
 class Loss:
     """Base of the losses: ``loss = loss_fn(prediction, target)``, then ``loss_fn.backward()``.
 
-    The gradient returned by ``backward`` is a buffer reused by the next call.
+    The gradient returned by ``backward`` is a buffer reused by the next call. ``targets``
+    says what the loss compares predictions with: ``"classes"`` (integer labels, checked
+    against the model's outputs before training) or ``"values"``.
     """
+
+    targets = "values"
 
     def __init__(self):
         self._grad = None
@@ -66,6 +70,8 @@ class CrossEntropyLoss(Loss):
     device array), computed in the same pass.
     """
 
+    targets = "classes"
+
     def __init__(self):
         super().__init__()
         self.last_correct = None
@@ -79,6 +85,8 @@ class CrossEntropyLoss(Loss):
 class NLLLoss(Loss):
     """Negative log-likelihood of log-probabilities (e.g. ``LogSoftmax`` output) and integer
     labels, averaged: ``-mean(logp[i, y_i])``; gradient ``-onehot(y) / batch``."""
+
+    targets = "classes"
 
     def forward(self, backend, logp, labels, grad):
         check_class_targets("NLLLoss", logp, labels)

@@ -15,8 +15,8 @@ import numpy as np
 
 from ..backend import manual_seed, to_numpy
 from .checkpoint import Checkpoint, load, save
-from .evaluation import (EVAL_BATCH_SIZE, Evaluation, FloatInput, check_class_labels,
-                         check_finite, evaluate_on_device, on_device)
+from .evaluation import EVAL_BATCH_SIZE, Evaluation, evaluate_on_device
+from .inputs import FloatInput, checked, pair
 from .history import History, format_epoch, format_numbers
 from ..data.loader import DataLoader
 from ..checks import check_positive_int
@@ -30,22 +30,6 @@ class NonFiniteLossError(FloatingPointError):
         super().__init__(message)
         self.epoch = epoch
         self.step = step
-
-
-def _pair(data, name):
-    if not isinstance(data, (tuple, list)) or len(data) != 2:
-        raise TypeError(f"{name} must be a pair (X, y) of arrays, got {type(data).__name__}")
-    return data
-
-
-def _checked(model, loss_fn, X, y, what):
-    """``(X, y)`` on the model's device, checked once before the first batch: finite
-    float values, class labels within the model's outputs."""
-    X, y = on_device(model, X, y)
-    check_finite(model, X, f"{what} inputs")
-    check_finite(model, y, f"{what} targets")
-    check_class_labels(model, loss_fn, X, y, f"{what} labels")
-    return X, y
 
 
 def _split(model, X, y, fraction, seed):
@@ -233,7 +217,7 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
     checkpoint file then still holds the last good epoch.
     """
     epochs = check_positive_int(epochs, "epochs")
-    X, y = _pair(train, "train")
+    X, y = pair(train, "train")
     if optimizer.backend is not model.backend:
         raise ValueError(f"the optimizer's parameters are on {optimizer.backend.name}, the "
                          f"model is on {model.backend.name}: create the optimizer after "
@@ -251,11 +235,11 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
     history = History(fit_state.get("history", []))
     seed = fit_state.get("seed") if seed is None else seed
     base_lr = fit_state.get("base_lr", optimizer.lr)
-    X, y = _checked(model, loss_fn, X, y, "train")  # before the split: rows as given
+    X, y = checked(model, loss_fn, X, y, "train")  # before the split: rows as given
     if val_split:
         (X, y), val = _split(model, X, y, val_split, seed)
     elif val is not None:
-        val = _checked(model, loss_fn, *_pair(val, "val"), "val")
+        val = checked(model, loss_fn, *pair(val, "val"), "val")
     loader = DataLoader(X, y, batch_size, shuffle=True, device=model.backend)
     stopper = _EarlyStopping(patience, model, history, saved_best)
     to_input = FloatInput(model)

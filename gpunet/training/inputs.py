@@ -1,0 +1,111 @@
+"""Input handling shared by ``fit``, ``evaluate`` and ``predict``: data on the model's device,
+checked once before the first batch (finite values, class labels within the model's outputs),
+uint8 images scaled to floats batch by batch, and evaluation mode."""
+from __future__ import annotations
+
+import contextlib
+import math
+
+import numpy as np
+
+
+def pair(data, name):
+    """``data`` as an ``(X, y)`` pair, or a TypeError naming ``name``."""
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise TypeError(f"{name} must be a pair (X, y) of arrays, got {type(data).__name__}")
+    return data
+
+
+class FloatInput:
+    """Batches in the model's float dtype: uint8 images are divided by 255 (as
+    :func:`gpunet.datasets.to_float` does) into one reused device buffer."""
+
+    def __init__(self, model):
+        self.model = model
+        self._buffer = None
+
+    def __call__(self, xb):
+        if xb.dtype != np.uint8:
+            return xb  # floating input is used (or cast) by the model itself
+        buf = self._buffer
+        if buf is None or buf.shape[1:] != xb.shape[1:] or len(buf) < len(xb):
+            buf = self._buffer = self.model.backend.xp.empty(xb.shape, self.model.dtype)
+        out = buf[:len(xb)]
+        self.model.backend.xp.divide(xb, 255, out=out, dtype=self.model.dtype)
+        return out
+
+
+def on_device(model, X, y=None):
+    """``X`` (and ``y``) on the model's device: at least one sample, as many labels."""
+    backend = model.backend
+    X = backend.asarray(X)
+    if X.ndim == 0 or len(X) == 0:
+        raise ValueError(f"X must hold at least one sample, got "
+                         f"{'a 0-d array' if X.ndim == 0 else '0 samples'}")
+    if y is not None:
+        y = backend.asarray(y)
+        if len(X) != len(y):
+            raise ValueError(f"X and y must have the same number of samples, got {len(X)} "
+                             f"and {len(y)}")
+    return X, y
+
+
+@contextlib.contextmanager
+def evaluation_mode(model):
+    """Evaluation mode inside the block; the model's previous mode afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def check_class_labels(model, loss_fn, X, y, what):
+    """For a loss that declares ``targets = "classes"``, check all of ``y`` against the model's output
+    width (found by one evaluation-mode forward pass of ``X[:1]``) before any batch runs:
+    one host sync. A device backend flags bad labels and ``check_errors`` raises them."""
+    if getattr(loss_fn, "targets", None) != "classes" or y.ndim != 1 or y.dtype.kind not in "iu":
+        return
+    with evaluation_mode(model):
+        outputs = model(FloatInput(model)(X[:1]))
+    if outputs.ndim != 2:
+        return  # the loss itself names the wrong shape
+    try:
+        model.backend.ops.check_labels(y, outputs.shape[1])
+        model.backend.ops.check_errors()
+    except ValueError as exc:
+        raise ValueError(f"{what}: {exc} (the model has {outputs.shape[1]} "
+                         f"outputs)") from None
+
+
+def check_finite(model, a, what):
+    """Raise ValueError naming the first row and column of the float array ``a`` (on the
+    model's device) that holds NaN or inf: one reduction and one host sync when all is
+    finite. A column is a position in a sample flattened to one row."""
+    if a.dtype.kind != "f":
+        return
+    if math.isfinite(float(a.sum(dtype=np.float64))):  # float32 data cannot overflow it
+        return
+    xp = model.backend.xp
+    bad = ~xp.isfinite(a.reshape(len(a), -1))
+    first = int(bad.argmax())
+    row, column = divmod(first, bad.shape[1])
+    if not bool(bad[row, column]):
+        return  # only the float64 sum of huge float64 values overflowed
+    value = float(a.reshape(len(a), -1)[row, column])
+    count = int(bad.sum())
+    others = f" ({count - 1:,} more non-finite values follow)" if count > 1 else ""
+    where = f"row {row}" + (f", column {column}" if bad.shape[1] > 1 else "")
+    raise ValueError(f"{what} hold {value} at {where}{others}; the data must be finite "
+                     f"(no NaN or inf): drop or fill in those values before training")
+
+
+def checked(model, loss_fn, X, y, what):
+    """``(X, y)`` on the model's device, checked once before the first batch: finite
+    float values, class labels within the model's outputs."""
+    X, y = on_device(model, X, y)
+    check_finite(model, X, f"{what} inputs")
+    check_finite(model, y, f"{what} targets")
+    check_class_labels(model, loss_fn, X, y, f"{what} labels")
+    return X, y
