@@ -31,22 +31,21 @@ from .training.run_output import MetricsWriter
 from .training.runclaim import FolderInUse, RunClaim
 from .training.schedules import CosineLR, StepLR
 from .training.fit import NonFiniteLossError, fit
+from .training.fit_state import FitState
 
 __all__ = ["build_parser", "confusion_matrix", "format_confusion", "main"]
 
 ACTIVATIONS = {"relu": (nn.ReLU, "kaiming"), "leaky_relu": (nn.LeakyReLU, "kaiming"),
                "sigmoid": (nn.Sigmoid, "xavier"), "tanh": (nn.Tanh, "xavier")}
-OPTIMIZERS = {"sgd": optim.SGD, "adam": optim.Adam, "adamw": optim.AdamW}
 IMAGE_DATASETS = ("fashion-mnist", "mnist")
 TOY_DATASETS = {"xor": datasets.xor, "spirals": datasets.spirals}
 TOY_SIZES = (1000, 500)  # train, test samples of a toy problem
 
 #: What defines a run: stored in the checkpoint, restored by ``--resume``.
 RUN_DEFAULTS = {"dataset": "fashion-mnist", "hidden": [512, 512], "activation": "relu",
-                "optimizer": "sgd", "lr": None, "momentum": 0.9, "weight_decay": 0.0,
+                "optimizer": "sgd", "lr": None, "momentum": None, "weight_decay": 0.0,
                 "batch_size": None, "val_split": 0.1, "schedule": "cosine", "patience": None,
                 "seed": 0}
-DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3}
 DEFAULT_EPOCHS = {"fashion-mnist": 20, "mnist": 20, "xor": 100, "spirals": 100}
 DEFAULT_BATCH_SIZE = {"fashion-mnist": 128, "mnist": 128, "xor": 32, "spirals": 32}
 CHECKPOINT_NAME = "checkpoint.npz"
@@ -86,10 +85,12 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
                             "with --resume, the total to reach")
     train.add_argument("--batch-size", type=positive_int, help="samples per step "
                        "(default: 128 for images, 32 for xor/spirals)")
-    train.add_argument("--optimizer", choices=sorted(OPTIMIZERS), help="default: sgd")
+    train.add_argument("--optimizer", choices=sorted(optim.OPTIMIZERS), help="default: sgd")
+    lr_defaults = ", ".join(f"{d['lr']:g} for {name}" for name, d in optim.DEFAULTS.items())
     train.add_argument("--lr", type=positive_float,
-                       help="initial learning rate (default: 0.05 for sgd, 0.001 for adam)")
-    train.add_argument("--momentum", type=fraction, help="SGD momentum (default: 0.9)")
+                       help=f"initial learning rate (default: {lr_defaults})")
+    train.add_argument("--momentum", type=fraction, help=f"SGD momentum (default: "
+                       f"{optim.DEFAULTS['sgd']['momentum']:g})")
     train.add_argument("--weight-decay", type=non_negative_float, help="default: 0")
     train.add_argument("--schedule", choices=("cosine", "step", "none"),
                        help="learning-rate schedule per epoch: cosine to 0 over the epochs, "
@@ -199,8 +200,9 @@ def _run_config(args, stored):
             raise UsageError(f"{flag} {given} differs from the resumed run's {stored[key]}; "
                              f"drop {flag} or start a new run")
         config[key] = given if given is not None else stored.get(key, default)
-    if config["lr"] is None:
-        config["lr"] = DEFAULT_LR[config["optimizer"]]
+    for key, default in optim.DEFAULTS[config["optimizer"]].items():
+        if config[key] is None:
+            config[key] = default
     if config["batch_size"] is None:
         config["batch_size"] = DEFAULT_BATCH_SIZE[config["dataset"]]
     return config
@@ -296,7 +298,7 @@ def _train_in(out, checkpoint, args, config, backend, resume):
           flush=True)
     epochs = config["epochs"]
     metrics = MetricsWriter(out, config, backend.name,
-                            (resume.meta.get("fit") or {}).get("history", []) if resume else ())
+                            FitState.from_checkpoint(resume).history.records if resume else ())
     try:
         history = fit(model, CrossEntropyLoss(), optimizer, train,
                       val_split=config["val_split"], epochs=epochs,
@@ -319,7 +321,7 @@ def _make_optimizer(model, config):
     kwargs = {"weight_decay": config["weight_decay"]}
     if config["optimizer"] == "sgd":
         kwargs["momentum"] = config["momentum"]
-    return OPTIMIZERS[config["optimizer"]](model.parameters(), lr=config["lr"], **kwargs)
+    return optim.OPTIMIZERS[config["optimizer"]](model.parameters(), lr=config["lr"], **kwargs)
 
 
 # -- eval -------------------------------------------------------------------------------

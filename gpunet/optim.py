@@ -170,3 +170,9 @@ class AdamW(Adam):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
         super().__init__(params, lr, betas, eps, weight_decay)
+
+
+#: Optimizers by the names the CLI and the benchmark use, and their default hyperparameters:
+#: the one table of defaults (``gpunet train`` and ``gpunet bench`` read it).
+OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
+DEFAULTS = {"sgd": {"lr": 0.05, "momentum": 0.9}, "adam": {"lr": 1e-3}, "adamw": {"lr": 1e-3}}

@@ -105,8 +105,7 @@ def config_of(args, settings, workload, device, variants) -> dict:
     """The sweep's configuration as recorded in bench.json."""
     return {"device": device, "variants": list(variants),
             "batch_sizes": list(settings.batch_sizes), "layers": list(workload.widths),
-            "optimizer": workload.optimizer, "lr": workload.lr,
-            "momentum": 0.9 if workload.optimizer == "sgd" else None,
+            "optimizer": workload.optimizer, "hyperparameters": workload.hyperparameters,
             "dataset_samples": workload.samples, "steps": settings.steps,
             "repeats": settings.repeats, "warmup": settings.warmup, "epochs": settings.epochs,
             "quick": bool(args.quick), "tf32": bool(args.tf32), "dtype": DTYPE}

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import report
+from .. import optim
 from ..backend import BackendUnavailable, get_backend, set_tf32, warmup
 from ..checks import argparse_type, check_int
 from .variants import GemmFloorVariant, GpunetVariant, TorchVariant, Workload
@@ -65,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="device to measure on (default: auto, the GPU when one answers)")
     parser.add_argument("--hidden", type=positive, nargs="+", default=[512, 512], metavar="W",
                         help="hidden layer widths (default: 512 512)")
-    parser.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd",
+    parser.add_argument("--optimizer", choices=sorted(optim.OPTIMIZERS), default="sgd",
                         help="SGD with momentum 0.9 (lr 0.01) or Adam (lr 1e-3); default sgd")
     parser.add_argument("--samples", type=positive, default=60_000,
                         help="dataset size for the epoch timing (default: 60000)")

@@ -38,9 +38,9 @@ class Workload:
         return (IN_FEATURES, *self.hidden, NUM_CLASSES)
 
     @property
-    def lr(self) -> float:
-        """0.01 for SGD with momentum, 1e-3 for Adam."""
-        return 0.01 if self.optimizer == "sgd" else 1e-3
+    def hyperparameters(self) -> dict:
+        """The optimizer's defaults (``gpunet.optim.DEFAULTS``): what ``gpunet train`` uses."""
+        return optim.DEFAULTS[self.optimizer]
 
     def host_dataset(self):
         """Fashion-MNIST-shaped random data: float32 pixels in [0, 1) and int64 labels."""
@@ -188,8 +188,8 @@ class GpunetVariant(BackendVariant):
                 *mlp_layers(workload.widths, nn.Linear, nn.ReLU)).to(self.device)
             self.loss_fn = CrossEntropyLoss()
             params = self.model.parameters()
-            self.optimizer = (optim.SGD(params, lr=workload.lr, momentum=0.9)
-                              if workload.optimizer == "sgd" else optim.Adam(params, workload.lr))
+            self.optimizer = optim.OPTIMIZERS[workload.optimizer](params,
+                                                                  **workload.hyperparameters)
             X, y = workload.host_dataset()
             self.X, self.y = backend.asarray(X), backend.asarray(y)
         self._loss = None
@@ -255,10 +255,13 @@ class TorchVariant(Variant):
 
     def _make_optimizer(self):
         """Fused on CUDA where this PyTorch has it, else the multi-tensor (foreach) path."""
-        torch, params, lr = self.torch, list(self.model.parameters()), self.workload.lr
-        make = ((lambda **kw: torch.optim.SGD(params, lr=lr, momentum=0.9, **kw))
-                if self.workload.optimizer == "sgd"
-                else (lambda **kw: torch.optim.Adam(params, lr=lr, **kw)))
+        torch, params = self.torch, list(self.model.parameters())
+        cls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam,
+               "adamw": torch.optim.AdamW}[self.workload.optimizer]
+
+        def make(**kw):
+            return cls(params, **self.workload.hyperparameters, **kw)
+
         if self.dev.type == "cuda":
             try:
                 return make(fused=True), "fused"

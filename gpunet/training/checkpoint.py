@@ -34,7 +34,7 @@ from ..nn import from_config
 
 FORMAT = "gpunet-checkpoint"
 FORMAT_VERSION = 1
-OPTIMIZERS = {cls.__name__: cls for cls in (optim.SGD, optim.Adam, optim.AdamW)}
+OPTIMIZERS = {cls.__name__: cls for cls in optim.OPTIMIZERS.values()}
 _BUFFER_PREFIX = "buffer."
 __all__ = ["Checkpoint", "CheckpointError", "DEFAULT_LIMITS", "LoadLimits", "load", "save",
            "saved_epoch"]

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..backend import manual_seed, to_numpy
 from .checkpoint import Checkpoint, load, save
+from .fit_state import META_KEY, FitState
 from .evaluation import EVAL_BATCH_SIZE, Evaluation, evaluate_on_device
 from .inputs import FloatInput, checked, pair
 from .history import History, format_epoch, format_numbers
@@ -170,19 +171,17 @@ def _monitored(record):
     return record["val_loss"] if record["val_loss"] is not None else record["train_loss"]
 
 
-def _resume_state(resume, model, optimizer):
-    """Load a checkpoint's weights and optimizer state; return fit's saved state (epoch,
-    history, base_lr, seed) and the best weights (``{}``, None without a checkpoint)."""
-    if resume is None:
-        return {}, None
+def _resume(resume, model, optimizer, seed):
+    """Load a checkpoint's weights and optimizer state; return its :class:`FitState`."""
     if not isinstance(resume, Checkpoint):
         resume = load(resume, device=model.backend)
     model.load_state_dict(resume.model.state_dict())
     if resume.optimizer_state is not None:
         optimizer.load_state_dict(resume.optimizer_state)
-    state = dict(resume.meta.get("fit") or {})
-    state["epoch"] = resume.epoch
-    return state, resume.best_state
+    state = FitState.from_checkpoint(resume, seed)
+    if state.base_lr is None:
+        state.base_lr = optimizer.lr
+    return state
 
 
 def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
@@ -225,37 +224,33 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
     if val is not None and val_split:
         raise ValueError("pass either val=(X, y) or val_split, not both")
     checkpoint_meta = dict(checkpoint_meta or {})
-    if "fit" in checkpoint_meta:
-        raise ValueError("checkpoint_meta must not use the key 'fit' (fit's own state)")
-    fit_state, saved_best = _resume_state(resume, model, optimizer)
-    done = fit_state.get("epoch", 0)
-    if done >= epochs:
-        raise ValueError(f"the checkpoint has already trained {done} epochs; pass "
-                         f"epochs > {done} to train further")
-    history = History(fit_state.get("history", []))
-    seed = fit_state.get("seed") if seed is None else seed
-    base_lr = fit_state.get("base_lr", optimizer.lr)
+    if META_KEY in checkpoint_meta:
+        raise ValueError(f"checkpoint_meta must not use the key {META_KEY!r} (fit's own state)")
+    state = (FitState(optimizer.lr, seed) if resume is None
+             else _resume(resume, model, optimizer, seed))
+    if state.epoch >= epochs:
+        raise ValueError(f"the checkpoint has already trained {state.epoch} epochs; pass "
+                         f"epochs > {state.epoch} to train further")
+    history, seed = state.history, state.seed
     X, y = checked(model, loss_fn, X, y, "train")  # before the split: rows as given
     if val_split:
         (X, y), val = _split(model, X, y, val_split, seed)
     elif val is not None:
         val = checked(model, loss_fn, *pair(val, "val"), "val")
     loader = DataLoader(X, y, batch_size, shuffle=True, device=model.backend)
-    stopper = _EarlyStopping(patience, model, history, saved_best)
+    stopper = _EarlyStopping(patience, model, history, state.best_state)
     to_input = FloatInput(model)
     eval_batch = max(loader.batch_size, EVAL_BATCH_SIZE)
 
-    def save_checkpoint(epoch, best_state):
+    def save_checkpoint():
         if checkpoint is not None:
-            state = {"history": history.records, "base_lr": base_lr, "seed": seed}
-            save(checkpoint, model, optimizer, epoch=epoch, best_state=best_state,
-                 fit=state, **checkpoint_meta)
+            save(checkpoint, model, optimizer, **state.save_arguments(), **checkpoint_meta)
 
-    for index in range(done, epochs):
+    for index in range(state.epoch, epochs):
         if seed is not None:
             manual_seed(_epoch_seed(seed, index))
         if schedule is not None:
-            optimizer.lr = schedule(base_lr, index)
+            optimizer.lr = schedule(state.base_lr, index)
         started = time.perf_counter()
         # a diverging run is reported by NonFiniteLossError, not by NumPy's warnings
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -265,8 +260,8 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
                 train_seconds = time.perf_counter() - started
                 result = _validate(model, val, loss_fn, eval_batch, index + 1)
             except NonFiniteLossError as exc:
-                kept = (f"; the checkpoint {checkpoint} keeps epoch {done}"
-                        if checkpoint is not None and done else "")
+                kept = (f"; the checkpoint {checkpoint} keeps epoch {state.epoch}"
+                        if checkpoint is not None and state.epoch else "")
                 raise NonFiniteLossError(f"{exc}{kept}. Try a lower learning rate.",
                                          exc.epoch, exc.step) from None
         record = {"epoch": index + 1, "lr": optimizer.lr, "train_loss": train_loss,
@@ -275,9 +270,10 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
                   "seconds": time.perf_counter() - started,
                   "samples_per_s": loader.num_samples / train_seconds}
         history.append(record)
-        done = index + 1
+        state.epoch = index + 1
         stop = stopper.update(model, record)
-        save_checkpoint(done, stopper.state_to_save(done))
+        state.best_state = stopper.state_to_save(state.epoch)
+        save_checkpoint()
         if verbose:
             print(format_epoch(record, epochs), flush=True)
         if on_epoch_end is not None:
@@ -287,6 +283,7 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
                 print(f"early stopping: no improvement for {patience} epochs; best epoch "
                       f"{stopper.best_epoch}", flush=True)
             break
-    if stopper.restore(model, done):
-        save_checkpoint(done, stopper.best_state)
+    if stopper.restore(model, state.epoch):
+        state.best_state = stopper.best_state
+        save_checkpoint()
     return history
