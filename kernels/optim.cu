@@ -11,6 +11,14 @@
 // Tests: tests/test_cupy_ops.py (test_sgd_update, test_adam_update), tests/test_gpu_path.py
 // (against torch.optim over 1,000 steps). No headers: everything used here is an NVRTC built-in.
 
+// This thread's first index and the step of a grid-stride loop over the whole grid.
+__device__ __forceinline__ long long grid_start()
+{
+    return (long long)blockIdx.x * blockDim.x + threadIdx.x;
+}
+
+__device__ __forceinline__ long long grid_stride() { return (long long)gridDim.x * blockDim.x; }
+
 struct SgdArgs {
     float lr, momentum, weight_decay;
     bool use_momentum, nesterov;
@@ -40,8 +48,7 @@ __global__ void sgd_update(float* __restrict__ param, const float* __restrict__ 
     a.weight_decay = weight_decay;
     a.use_momentum = momentum != 0.f;
     a.nesterov = nesterov != 0;
-    const long long stride = (long long)gridDim.x * blockDim.x;
-    const long long start = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    const long long start = grid_start(), stride = grid_stride();
     float4* p4 = reinterpret_cast<float4*>(param);
     const float4* g4 = reinterpret_cast<const float4*>(grad);
     float4* v4 = reinterpret_cast<float4*>(velocity);
@@ -111,8 +118,7 @@ __global__ void adam_update(float* __restrict__ param, const float* __restrict__
     a.neg_step_size = (float)(-rate / (1.0 - pow(beta1, t)));
     a.bias2_sqrt = (float)sqrt(1.0 - pow(beta2, t));
     a.decoupled = decoupled != 0;
-    const long long stride = (long long)gridDim.x * blockDim.x;
-    const long long start = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    const long long start = grid_start(), stride = grid_stride();
     float4* p4 = reinterpret_cast<float4*>(param);
     const float4* g4 = reinterpret_cast<const float4*>(grad);
     float4* m4 = reinterpret_cast<float4*>(exp_avg);

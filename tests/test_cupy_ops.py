@@ -16,9 +16,9 @@ from gpunet.ops.numpy_ops import NumpyOps
 cupy = pytest.importorskip("cupy")
 from gpunet.ops import cupy_ops  # noqa: E402  (needs cupy)
 from gpunet.ops.cupy_ops import CupyOps  # noqa: E402
+from gpu_arrays import REF, assert_close, misaligned, normal, poisoned  # noqa: E402
 
 gpu = pytest.mark.gpu
-REF = NumpyOps(np)
 ROUTES = ("cublas", "tiled")
 
 
@@ -73,31 +73,6 @@ def make_ops(route="cublas"):
     ops = CupyOps()
     ops.gemm_routes = ((math.inf, route),)
     return ops
-
-
-def poisoned(shape, dtype=np.float32):
-    return cupy.full(shape, np.nan, dtype=dtype)
-
-
-def misaligned(host):
-    """A C-contiguous device copy of ``host`` whose data pointer is 4 bytes off 16."""
-    flat = cupy.empty(host.size + 1, dtype=host.dtype)[1:]
-    assert flat.data.ptr % 16 != 0
-    view = flat.reshape(host.shape)
-    view[...] = cupy.asarray(host)
-    return view
-
-
-def assert_close(got, want, rtol):
-    got = cupy.asnumpy(got)
-    assert got.shape == np.shape(want)
-    assert np.isfinite(got).all(), "non-finite values in the GPU result"
-    scale = float(np.abs(want).max()) if np.size(want) else 0.0
-    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * max(scale, 1e-30))
-
-
-def normal(rng, *shape, scale=1.0):
-    return (rng.standard_normal(shape) * scale).astype(np.float32)
 
 
 # -- linear layers -------------------------------------------------------------------------

@@ -28,9 +28,10 @@ import gpunet as gn
 from gpunet.ops.numpy_ops import NumpyOps
 
 cupy = pytest.importorskip("cupy")
+from gpu_arrays import (REF, assert_close, host, misaligned, normal,  # noqa: E402
+                        poisoned, reference_linear)
 
 gpu = pytest.mark.gpu
-REF = NumpyOps(np)
 ROUTES = ("cublas", "tiled")
 SENTINEL = -7777.0  # what the gaps of a strided view hold; an op must never write there
 
@@ -86,37 +87,6 @@ def cublas_refused():
         mp.setattr(cupy, "matmul", refuse)
         mp.setattr(cupy, "dot", refuse)
         yield
-
-
-def normal(rng, *shape, scale=1.0, dtype=np.float32):
-    return (rng.standard_normal(shape) * scale).astype(dtype)
-
-
-def poisoned(shape, dtype=np.float32):
-    return cupy.full(shape, np.nan, dtype=dtype)
-
-
-def host(a):
-    return cupy.asnumpy(a) if isinstance(a, cupy.ndarray) else np.asarray(a)
-
-
-def assert_close(got, want, rtol, what=""):
-    """``got`` (device or host) equals ``want`` to ``rtol`` of the largest ``|want|``."""
-    got, want = host(got), np.asarray(want)
-    assert got.shape == want.shape, f"{what}: shape {got.shape}, expected {want.shape}"
-    assert np.isfinite(got).all(), f"{what}: non-finite values (a poisoned output not written?)"
-    scale = float(np.abs(want).max()) if want.size else 0.0
-    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * max(scale, 1e-30),
-                               err_msg=what)
-
-
-def misaligned(values):
-    """A C-contiguous device copy of ``values`` whose data pointer is 4 bytes off 16."""
-    flat = cupy.empty(values.size + 1, dtype=values.dtype)[1:]
-    assert flat.data.ptr % 16 != 0
-    view = flat.reshape(values.shape)
-    view[...] = cupy.asarray(values)
-    return view
 
 
 def on_device(values, layout):
@@ -336,14 +306,7 @@ def test_fused_linear_ops_on_real_parameter_views(ops, route, model_name):
         relu = i < len(linears) - 1
         w, b = host(lin.weight.data), host(lin.bias.data)
         x, g = normal(rng, batch, lin.in_features), normal(rng, batch, lin.out_features)
-        want = {"out": np.empty((batch, lin.out_features), np.float32), "gw": np.empty_like(w),
-                "gb": np.empty_like(b), "gx": np.empty_like(x), "gz": np.empty_like(g)}
-        (REF.linear_relu_forward if relu else REF.linear_forward)(x, w, b, want["out"])
-        if relu:
-            REF.linear_relu_backward(g, want["out"], x, w, want["gw"], want["gb"], want["gz"],
-                                     want["gx"])
-        else:
-            REF.linear_backward(g, x, w, want["gw"], want["gb"], want["gx"])
+        want = reference_linear(x, w, b, g, relu)
         got = {k: poisoned(v.shape) for k, v in want.items() if k in ("out", "gx", "gz")}
         cases.append((lin, relu, x, g, w, b, want, got))
     for p in model.parameters():
@@ -457,14 +420,7 @@ def test_linear_ops_at_batch_1_and_65536(ops, route, batch, relu):
     n_in, n_out = 100, 64
     x, w, b, g = (normal(rng, batch, n_in), normal(rng, n_out, n_in), normal(rng, n_out),
                   normal(rng, batch, n_out))
-    want = {"out": np.empty((batch, n_out), np.float32), "gw": np.empty_like(w),
-            "gb": np.empty_like(b), "gx": np.empty_like(x), "gz": np.empty_like(g)}
-    (REF.linear_relu_forward if relu else REF.linear_forward)(x, w, b, want["out"])
-    if relu:
-        REF.linear_relu_backward(g, want["out"], x, w, want["gw"], want["gb"], want["gz"],
-                                 want["gx"])
-    else:
-        REF.linear_backward(g, x, w, want["gw"], want["gb"], want["gx"])
+    want = reference_linear(x, w, b, g, relu)
     dev = {k: cupy.asarray(v) for k, v in {"x": x, "w": w, "b": b, "g": g}.items()}
     got = {k: poisoned(v.shape) for k, v in want.items()}
     (ops.linear_relu_forward if relu else ops.linear_forward)(dev["x"], dev["w"], dev["b"],
