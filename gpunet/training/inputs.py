@@ -8,6 +8,8 @@ import math
 
 import numpy as np
 
+from ..ops.workspace import Workspace
+
 
 def pair(data, name):
     """``data`` as an ``(X, y)`` pair, or a TypeError naming ``name``."""
@@ -18,19 +20,16 @@ def pair(data, name):
 
 class FloatInput:
     """Batches in the model's float dtype: uint8 images are divided by 255 (as
-    :func:`gpunet.datasets.to_float` does) into one reused device buffer."""
+    :func:`gpunet.datasets.to_float` does) into a reused device buffer per batch shape."""
 
     def __init__(self, model):
         self.model = model
-        self._buffer = None
+        self._workspace = Workspace(model.backend.xp)
 
     def __call__(self, xb):
         if xb.dtype != np.uint8:
             return xb  # floating input is used (or cast) by the model itself
-        buf = self._buffer
-        if buf is None or buf.shape[1:] != xb.shape[1:] or len(buf) < len(xb):
-            buf = self._buffer = self.model.backend.xp.empty(xb.shape, self.model.dtype)
-        out = buf[:len(xb)]
+        out = self._workspace.get("input", xb.shape, self.model.dtype)
         self.model.backend.xp.divide(xb, 255, out=out, dtype=self.model.dtype)
         return out
 
