@@ -21,8 +21,8 @@ from .training.history import History
 from .data.loader import DataLoader
 from .nn.losses import BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss, NLLLoss
 from .nn.module import Module
-from .nn.activations import LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
-from .nn import Dropout, Flatten, Linear, Sequential, from_config
+from .nn.activations import Activation, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from .nn import Dropout, Flatten, Linear, Sequential, from_config, register_layer
 from .nn.parameter import Parameter
 from .training.evaluation import Evaluation, evaluate, predict
 from .training.fit import NonFiniteLossError, fit
@@ -30,6 +30,7 @@ from .training.fit import NonFiniteLossError, fit
 __version__ = "0.1.0"
 
 __all__ = [
+    "Activation", "register_layer",
     "BCEWithLogitsLoss", "BackendUnavailable", "CrossEntropyLoss", "DataLoader", "Dropout",
     "Flatten",
     "GradcheckError", "LeakyReLU", "Linear", "LogSoftmax", "Loss", "MSELoss", "Module",

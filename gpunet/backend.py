@@ -55,6 +55,11 @@ class Backend:
     def __repr__(self) -> str:
         return f"Backend({self.name!r})"
 
+    def __reduce__(self):
+        """Pickled (and deep-copied) by its device name: unpickling gives this process's
+        backend for that device, or BackendUnavailable saying why there is none."""
+        return get_backend, (self.name,)
+
     @property
     def ops(self):
         """The primitive ops for this device (created on first use; nothing compiles here)."""

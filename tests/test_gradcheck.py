@@ -11,9 +11,9 @@ ALL_MODES = ["auto", "elementwise", "directional", "both"]
 class DoubledTanh(gn.Tanh):
     """Tanh whose backward returns twice the true input gradient."""
 
-    def _local_grad(self, y, grad, grad_x):
-        super()._local_grad(y, grad, grad_x)
-        grad_x *= 2
+    def local_grad(self, x, y, grad, out):
+        super().local_grad(x, y, grad, out)
+        out *= 2
 
 
 class TripledFirstRowMSE(gn.MSELoss):

@@ -78,8 +78,22 @@ def test_label_errors_name_the_problem(loss_cls):
 
 
 def test_regression_losses_check_shapes():
-    with pytest.raises(ValueError, match="target of the prediction's shape \\(3, 1\\), got \\(3,\\)"):
-        gn.MSELoss()(np.zeros((3, 1)), np.zeros(3))
+    with pytest.raises(ValueError, match="target of the prediction's shape \\(3, 2\\), got \\(3,\\)"):
+        gn.MSELoss()(np.zeros((3, 2)), np.zeros(3))
+    with pytest.raises(ValueError, match=r"got \(2,\) \(for one output per sample, .*y\[:, None\]"):
+        gn.MSELoss()(np.zeros((3, 1)), np.zeros(2))
+
+
+@pytest.mark.parametrize("make", [gn.MSELoss, gn.BCEWithLogitsLoss])
+def test_one_target_per_sample_fits_a_one_output_model(make):
+    z = np.array([[0.5], [-1.0], [2.0]])
+    t = np.array([1.0, 0.0, 0.0])
+    column = make()
+    expected = float(column(z, t[:, None]))
+    loss_fn = make()
+    assert float(loss_fn(z, t)) == pytest.approx(expected)
+    assert loss_fn.backward().shape == (3, 1)
+    np.testing.assert_allclose(loss_fn.backward(), column.backward())
 
 
 def test_backward_before_loss_is_an_error():

@@ -1,22 +1,38 @@
-"""Elementwise and row-wise activations: forward saves the output, backward multiplies the
-upstream gradient by the local gradient computed from it."""
+"""Elementwise and row-wise activations, each an :class:`Activation`: forward keeps its input
+and output, backward multiplies the upstream gradient by the local gradient computed from
+them (ReLU needs only the output; Swish or GELU would need the input)."""
 from __future__ import annotations
 
 from ..checks import check_fraction
 from .module import Module
+from .registry import _register
 
 
-class _Activation(Module):
-    """An elementwise activation that saves its output ``_y`` (or input) for backward."""
+class Activation(Module):
+    """A parameter-free layer ``y = f(x)``: subclasses define :meth:`activate` and
+    :meth:`local_grad`; ``forward`` keeps ``x`` and ``y`` for ``backward``."""
+
+    _transient = ("_x", "_y")
 
     def __init__(self, dtype="float32"):
         super().__init__(dtype)
-        self._y = None
+        self._x = self._y = None
+
+    def activate(self, x, out):
+        """Write ``f(x)`` into ``out`` (same shape and dtype as ``x``)."""
+        raise NotImplementedError(f"{type(self).__name__} must define activate(self, x, out) "
+                                  f"writing f(x) into out")
+
+    def local_grad(self, x, y, grad, out):
+        """Write ``grad * f'(x)`` into ``out``, given the input ``x``, the output ``y`` and
+        the upstream gradient ``grad`` (``x`` is None after a fused Linear+ReLU step)."""
+        raise NotImplementedError(f"{type(self).__name__} must define local_grad(self, x, y, "
+                                  f"grad, out) writing grad * f'(x) into out")
 
     def forward(self, x):
         y = self._buffer("out", x.shape)
-        self._activate(x, y)
-        self._y = y
+        self.activate(x, y)
+        self._x, self._y = x, y
         return y
 
     def backward(self, grad, input_grad=True):
@@ -24,23 +40,25 @@ class _Activation(Module):
         if grad.shape != y.shape:
             raise ValueError(f"{type(self).__name__}.backward expects a gradient of shape "
                              f"{tuple(y.shape)}, got {tuple(grad.shape)}")
+        if not input_grad:
+            return None
         grad_x = self._buffer("grad_x", y.shape)
-        self._local_grad(y, grad, grad_x)
+        self.local_grad(self._x, y, grad, grad_x)
         return grad_x
 
 
-class ReLU(_Activation):
+class ReLU(Activation):
     """``max(z, 0)``: local gradient 1 where the output is positive, else 0."""
 
-    def _activate(self, x, y):
-        self.backend.xp.maximum(x, 0, out=y)
+    def activate(self, x, out):
+        self.backend.xp.maximum(x, 0, out=out)
 
-    def _local_grad(self, y, grad, grad_x):
-        self.backend.xp.sign(y, out=grad_x)
-        grad_x *= grad
+    def local_grad(self, x, y, grad, out):
+        self.backend.xp.sign(y, out=out)
+        out *= grad
 
 
-class LeakyReLU(_Activation):
+class LeakyReLU(Activation):
     """``z`` where positive, ``negative_slope * z`` elsewhere (0 <= negative_slope < 1)."""
 
     def __init__(self, negative_slope=0.01, dtype="float32"):
@@ -48,16 +66,15 @@ class LeakyReLU(_Activation):
         self.negative_slope = check_fraction(negative_slope, "negative_slope")
 
     def config(self):
-        return {"type": "LeakyReLU", "negative_slope": self.negative_slope}
+        return {**super().config(), "negative_slope": self.negative_slope}
 
-    def _activate(self, x, y):
+    def activate(self, x, out):
         xp = self.backend.xp
-        xp.multiply(x, self.negative_slope, out=y)
-        xp.maximum(x, y, out=y)
+        xp.multiply(x, self.negative_slope, out=out)
+        xp.maximum(x, out, out=out)
 
-    def _local_grad(self, y, grad, grad_x):
-        xp = self.backend.xp
-        grad_x[...] = xp.where(y > 0, grad, grad * self.negative_slope)
+    def local_grad(self, x, y, grad, out):
+        out[...] = self.backend.xp.where(y > 0, grad, grad * self.negative_slope)
 
 
 def sigmoid(xp, x, out):
@@ -69,29 +86,29 @@ def sigmoid(xp, x, out):
     return out
 
 
-class Sigmoid(_Activation):
+class Sigmoid(Activation):
     """``1 / (1 + e^-z)`` (see :func:`sigmoid`); local gradient ``y (1 - y)``."""
 
-    def _activate(self, x, y):
-        sigmoid(self.backend.xp, x, y)
+    def activate(self, x, out):
+        sigmoid(self.backend.xp, x, out)
 
-    def _local_grad(self, y, grad, grad_x):
-        self.backend.xp.subtract(1, y, out=grad_x)
-        grad_x *= y
-        grad_x *= grad
+    def local_grad(self, x, y, grad, out):
+        self.backend.xp.subtract(1, y, out=out)
+        out *= y
+        out *= grad
 
 
-class Tanh(_Activation):
+class Tanh(Activation):
     """``tanh(z)``; local gradient ``1 - y^2``."""
 
-    def _activate(self, x, y):
-        self.backend.xp.tanh(x, out=y)
+    def activate(self, x, out):
+        self.backend.xp.tanh(x, out=out)
 
-    def _local_grad(self, y, grad, grad_x):
+    def local_grad(self, x, y, grad, out):
         xp = self.backend.xp
-        xp.multiply(y, y, out=grad_x)
-        xp.subtract(1, grad_x, out=grad_x)
-        grad_x *= grad
+        xp.multiply(y, y, out=out)
+        xp.subtract(1, out, out=out)
+        out *= grad
 
 
 def _check_2d(layer, x):
@@ -100,30 +117,34 @@ def _check_2d(layer, x):
                          f"{tuple(x.shape)}")
 
 
-class Softmax(_Activation):
+class Softmax(Activation):
     """Row-wise softmax of (batch, classes); backward ``y * (g - sum(g * y))``."""
 
-    def _activate(self, x, y):
+    def activate(self, x, out):
         _check_2d("Softmax", x)
-        self.backend.ops.softmax(x, y)
+        self.backend.ops.softmax(x, out)
 
-    def _local_grad(self, y, grad, grad_x):
+    def local_grad(self, x, y, grad, out):
         xp = self.backend.xp
-        xp.multiply(grad, y, out=grad_x)
-        dot = grad_x.sum(axis=1, keepdims=True)
-        xp.subtract(grad, dot, out=grad_x)
-        grad_x *= y
+        xp.multiply(grad, y, out=out)
+        dot = out.sum(axis=1, keepdims=True)
+        xp.subtract(grad, dot, out=out)
+        out *= y
 
 
-class LogSoftmax(_Activation):
+class LogSoftmax(Activation):
     """Row-wise log-softmax of (batch, classes); backward ``g - softmax * sum(g)``."""
 
-    def _activate(self, x, y):
+    def activate(self, x, out):
         _check_2d("LogSoftmax", x)
-        self.backend.ops.softmax(x, y, log=True)
+        self.backend.ops.softmax(x, out, log=True)
 
-    def _local_grad(self, y, grad, grad_x):
+    def local_grad(self, x, y, grad, out):
         xp = self.backend.xp
-        xp.exp(y, out=grad_x)
-        grad_x *= grad.sum(axis=1, keepdims=True)
-        xp.subtract(grad, grad_x, out=grad_x)
+        xp.exp(y, out=out)
+        out *= grad.sum(axis=1, keepdims=True)
+        xp.subtract(grad, out, out=out)
+
+
+for _cls in (ReLU, LeakyReLU, Sigmoid, Tanh, Softmax, LogSoftmax):
+    _register(_cls, builtin=True)

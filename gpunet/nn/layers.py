@@ -10,56 +10,65 @@ from __future__ import annotations
 import numpy as np
 
 from . import init as _init
-from .activations import LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from .activations import ReLU, Sigmoid, Tanh
 from ..checks import check_dtype, check_fraction, check_positive_int
 from .module import Module
 from .parameter import Parameter
+from .registry import LAYERS, _register, from_config  # noqa: F401 (LAYERS: re-exported)
+
+#: Activations after which a Linear left to choose its initialisation uses Xavier's.
+XAVIER_BEFORE = (Sigmoid, Tanh)
 
 
 class Linear(Module):
     """``z = x W^T + b`` for a batch ``x`` of shape (batch, in_features).
 
-    ``weight`` has shape (out_features, in_features) as in the lecture's ``z = W a + b``;
-    ``init`` is ``"kaiming"`` (He, the default, for ReLU) or ``"xavier"`` (sigmoid/tanh).
+    ``weight`` has shape (out_features, in_features) as in the lecture's ``z = W a + b``.
+    ``init``: ``"kaiming"`` (He, for ReLU) or ``"xavier"`` (Glorot, for sigmoid/tanh); left
+    unset, it is ``"kaiming"``, except that ``Sequential`` redraws a Linear directly followed
+    by a ``Tanh`` or ``Sigmoid`` with ``"xavier"``.
     """
 
-    def __init__(self, in_features, out_features, bias=True, *, init="kaiming",
+    _transient = ("_x",)
+
+    def __init__(self, in_features, out_features, bias=True, *, init=None,
                  dtype=np.float32):
         super().__init__(dtype)
         self.in_features = check_positive_int(in_features, "in_features")
         self.out_features = check_positive_int(out_features, "out_features")
-        if init not in _init.SCHEMES:
+        if init is not None and init not in _init.SCHEMES:
             raise ValueError(f"init must be one of {sorted(_init.SCHEMES)}, got {init!r}")
-        self.init = init
-        shape = (self.out_features, self.in_features)
-        weight = _init.SCHEMES[init](shape, self.backend.host_rng)
-        self.weight = Parameter(self.backend.asarray(weight, dtype=self.dtype))
+        self._init_chosen = init is not None
+        self.weight = Parameter(self.backend.xp.empty((self.out_features, self.in_features),
+                                                      dtype=self.dtype))
         self.bias = (Parameter(self.backend.xp.zeros(self.out_features, dtype=self.dtype))
                      if bias else None)
+        self.reset_weight(init or "kaiming")
         self._x = None
 
-    def own_parameters(self):
-        yield "weight", self.weight
-        if self.bias is not None:
-            yield "bias", self.bias
+    def reset_weight(self, init):
+        """Redraw the weight with the scheme ``init`` (``"kaiming"`` or ``"xavier"``)."""
+        self.init = init
+        values = _init.SCHEMES[init](self.weight.shape, self.backend.host_rng)
+        self.weight.data[...] = self.backend.asarray(values, dtype=self.dtype)
 
     def config(self):
-        return {"type": "Linear", "in_features": self.in_features,
+        return {**super().config(), "in_features": self.in_features,
                 "out_features": self.out_features, "bias": self.bias is not None,
                 "init": self.init}
 
     def check_input(self, x):
         """Raise ValueError unless ``x`` is (batch, in_features)."""
+        if x.ndim == 2 and x.shape[1] == self.in_features:
+            return
+        one_sample = x.size == self.in_features and (x.ndim != 2 or x.shape[0] != 1)
+        hint = ("; one sample needs a batch axis: model(x[None])" if one_sample else
+                "; put gpunet.Flatten() first for images" if x.ndim > 2 else "")
         if x.ndim != 2:
-            raise ValueError(
-                f"Linear expects 2-D input (batch, {self.in_features}), got shape "
-                f"{tuple(x.shape)}; put gpunet.Flatten() first for images"
-            )
-        if x.shape[1] != self.in_features:
-            raise ValueError(
-                f"Linear expects input with last dimension in_features={self.in_features}, "
-                f"got shape {tuple(x.shape)}"
-            )
+            raise ValueError(f"Linear expects 2-D input (batch, {self.in_features}), got shape "
+                             f"{tuple(x.shape)}{hint}")
+        raise ValueError(f"Linear expects input with last dimension in_features="
+                         f"{self.in_features}, got shape {tuple(x.shape)}{hint}")
 
     def check_grad(self, grad, batch):
         """Raise ValueError unless ``grad`` matches this layer's last output."""
@@ -104,12 +113,15 @@ class Flatten(Module):
         return x.reshape(x.shape[0], -1)
 
     def backward(self, grad, input_grad=True):
-        return grad.reshape(self._saved(self._shape))
+        shape = self._saved(self._shape)
+        return grad.reshape(shape) if input_grad else None
 
 
 class Dropout(Module):
     """In training, zero each element with probability ``p`` and scale the rest by
     ``1 / (1 - p)``; in evaluation mode, the identity."""
+
+    _transient = ("_mask",)
 
     def __init__(self, p=0.5, dtype=np.float32):
         super().__init__(dtype)
@@ -118,7 +130,7 @@ class Dropout(Module):
         self._ran = False
 
     def config(self):
-        return {"type": "Dropout", "p": self.p}
+        return {**super().config(), "p": self.p}
 
     def forward(self, x):
         self._ran = True
@@ -135,6 +147,8 @@ class Dropout(Module):
 
     def backward(self, grad, input_grad=True):
         self._saved(self._ran or None)
+        if not input_grad:
+            return None
         if self._mask is None:
             return grad
         grad_x = self._buffer("grad_x", grad.shape)
@@ -173,7 +187,9 @@ class Sequential(Module):
     """Layers run in code order, like ``nn.Sequential``; ``backward`` runs them in reverse.
 
     ``dtype`` casts every layer (default: the layers' own dtype, which must agree). The
-    parameters of all layers are packed into one flat buffer.
+    parameters of all layers are packed into one flat buffer. A ``Linear`` left to choose
+    its initialisation and directly followed by a ``Tanh`` or ``Sigmoid`` is redrawn with
+    Xavier's (He's suits ReLU; Xavier's keeps tanh and sigmoid out of saturation).
     """
 
     def __init__(self, *layers, dtype=None):
@@ -189,6 +205,10 @@ class Sequential(Module):
                                                              else np.float32))
         super().__init__(dtype)
         self.layers = list(layers)
+        for layer, after in zip(self.layers, self.layers[1:]):
+            if type(layer) is Linear and not layer._init_chosen \
+                    and isinstance(after, XAVIER_BEFORE):
+                layer.reset_weight("xavier")
         self._plan = self._fuse(self.layers)
         self._first_param_step = next(
             (i for i, step in enumerate(self._plan) if _step_has_parameters(step)), None)
@@ -209,11 +229,18 @@ class Sequential(Module):
                 i += 1
         return plan
 
-    def children(self):
-        return self.layers
+    def named_children(self):
+        return ((str(i), layer) for i, layer in enumerate(self.layers))
 
     def config(self):
-        return {"type": "Sequential", "layers": [m.config() for m in self.layers]}
+        return {**super().config(), "layers": [m.config() for m in self.layers]}
+
+    @classmethod
+    def from_config(cls, kwargs):
+        if not isinstance(kwargs.get("layers"), list):
+            raise ValueError(f"a Sequential description needs a 'layers' list, got "
+                             f"{kwargs!r}")
+        return cls(*(from_config(c) for c in kwargs["layers"]))
 
     def __len__(self):
         return len(self.layers)
@@ -224,10 +251,6 @@ class Sequential(Module):
     def __iter__(self):
         return iter(self.layers)
 
-    def __repr__(self):
-        inner = "".join(f"\n  ({i}): {m!r}" for i, m in enumerate(self.layers))
-        return f"Sequential({inner}\n)"
-
     def forward(self, x):
         for step in self._plan:
             x = step.forward(x)
@@ -235,11 +258,13 @@ class Sequential(Module):
 
     def backward(self, grad, input_grad=True):
         """Backpropagate ``grad`` = dJ/d(output); returns dJ/d(input), or None when
-        ``input_grad=False`` (which skips the first layer's input-gradient GEMM)."""
-        for i in range(len(self._plan) - 1, -1, -1):
-            if not input_grad and i == self._first_param_step:
-                return self._plan[i].backward(grad, input_grad=False)
-            grad = self._plan[i].backward(grad, input_grad=True)
+        ``input_grad=False`` (which skips the layers before the first with parameters and
+        that layer's input-gradient GEMM)."""
+        first = 0 if input_grad else self._first_param_step
+        if first is None:
+            return None  # no parameters to fill and no input gradient wanted
+        for i in range(len(self._plan) - 1, first - 1, -1):
+            grad = self._plan[i].backward(grad, input_grad=input_grad or i > first)
         return grad
 
 
@@ -248,21 +273,5 @@ def _step_has_parameters(step):
     return any(True for _ in module.parameters())
 
 
-LAYERS = {cls.__name__: cls for cls in (Linear, ReLU, LeakyReLU, Sigmoid, Tanh, Softmax,
-                                         LogSoftmax, Flatten, Dropout, Sequential)}
-
-
-def from_config(config: dict) -> Module:
-    """Rebuild a module (freshly initialised) from :meth:`Module.config` output."""
-    if not isinstance(config, dict) or config.get("type") not in LAYERS:
-        raise ValueError(f"unknown layer description {config!r}; expected a dict whose "
-                         f"'type' is one of {sorted(LAYERS)}")
-    kwargs = {k: v for k, v in config.items() if k != "type"}
-    if config["type"] == "Sequential":
-        if not isinstance(kwargs.get("layers"), list):
-            raise ValueError(f"a Sequential description needs a 'layers' list, got {config!r}")
-        return Sequential(*(from_config(c) for c in kwargs["layers"]))
-    try:
-        return LAYERS[config["type"]](**kwargs)
-    except TypeError as exc:
-        raise ValueError(f"bad arguments in layer description {config!r}: {exc}") from exc
+for _cls in (Linear, Flatten, Dropout, Sequential):
+    _register(_cls, builtin=True)

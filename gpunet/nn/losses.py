@@ -5,14 +5,16 @@ from __future__ import annotations
 from .activations import sigmoid
 from ..backend import backend_of
 from ..ops.workspace import Workspace
+from .boundary import public
 
 
 class Loss:
     """Base of the losses: ``loss = loss_fn(prediction, target)``, then ``loss_fn.backward()``.
 
-    The gradient returned by ``backward`` is a buffer reused by the next call. ``targets``
-    says what the loss compares predictions with: ``"classes"`` (integer labels, checked
-    against the model's outputs before training) or ``"values"``.
+    ``backward()`` called by user code returns a new array; inside ``fit`` it hands over the
+    buffer the next call reuses (see ``boundary.py``). ``targets`` says what the loss compares
+    predictions with: ``"classes"`` (integer labels, checked against the model's outputs
+    before training) or ``"values"``.
     """
 
     targets = "values"
@@ -37,8 +39,11 @@ class Loss:
 
     def forward(self, backend, prediction, target, grad):
         """Return the mean loss and write d loss / d prediction into ``grad``."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define forward(self, backend, "
+                                  f"prediction, target, grad), returning the mean loss and "
+                                  f"writing d loss / d prediction into grad")
 
+    @public
     def backward(self):
         """The gradient of the last loss with respect to the prediction."""
         if self._grad is None:
@@ -48,6 +53,9 @@ class Loss:
 
     def __repr__(self):
         return f"{type(self).__name__}()"
+
+    def __getstate__(self):
+        return {**self.__dict__, "_grad": None, "_workspace": None}
 
 
 def check_class_targets(name, scores, labels):
@@ -98,18 +106,25 @@ class NLLLoss(Loss):
         return -logp[rows, labels].mean()
 
 
-def _check_same_shape(name, prediction, target):
-    if prediction.shape != target.shape:
-        raise ValueError(f"{name} expects target of the prediction's shape "
-                         f"{tuple(prediction.shape)}, got {tuple(target.shape)}")
+def _matched_target(name, prediction, target):
+    """``target`` in the prediction's shape: one value per sample, ``(n,)``, is taken as the
+    column ``(n, 1)`` a one-output model predicts; any other mismatch is an error."""
+    if prediction.shape == target.shape:
+        return target
+    if prediction.ndim == 2 and prediction.shape[1] == 1 and target.shape == prediction.shape[:1]:
+        return target.reshape(prediction.shape)
+    hint = (" (for one output per sample, pass targets of shape (n,) or y[:, None])"
+            if prediction.ndim == 2 and prediction.shape[1] == 1 else "")
+    raise ValueError(f"{name} expects target of the prediction's shape "
+                     f"{tuple(prediction.shape)}, got {tuple(target.shape)}{hint}")
 
 
 class MSELoss(Loss):
     """Mean squared error over all elements (regression, identity output);
-    gradient ``2 (prediction - target) / n``."""
+    gradient ``2 (prediction - target) / n``. Targets ``(n,)`` fit predictions ``(n, 1)``."""
 
     def forward(self, backend, prediction, target, grad):
-        _check_same_shape("MSELoss", prediction, target)
+        target = _matched_target("MSELoss", prediction, target)
         backend.xp.subtract(prediction, target, out=grad)
         loss = (grad * grad).mean()
         grad *= 2.0 / grad.size
@@ -117,17 +132,26 @@ class MSELoss(Loss):
 
 
 class BCEWithLogitsLoss(Loss):
-    """Binary cross-entropy on logits (sigmoid output) with 0/1 float targets, averaged.
+    """Binary cross-entropy on logits (sigmoid output) with 0/1 targets, averaged.
 
     Computed stably as ``max(z, 0) - z t + log(1 + e^-|z|)``; gradient
-    ``(sigmoid(z) - t) / n``.
+    ``(sigmoid(z) - t) / n``. Targets ``(n,)`` fit logits ``(n, 1)``. ``last_correct``
+    counts the rows whose every logit is on its target's side of 0 (a 0-d device array):
+    the accuracy ``fit`` and ``evaluate`` report, thresholded at probability 0.5.
     """
 
+    def __init__(self):
+        super().__init__()
+        self.last_correct = None
+
     def forward(self, backend, logits, target, grad):
-        _check_same_shape("BCEWithLogitsLoss", logits, target)
+        target = _matched_target("BCEWithLogitsLoss", logits, target)
         xp = backend.xp
         loss = (xp.maximum(logits, 0) - logits * target
                 + xp.log1p(xp.exp(-xp.abs(logits)))).mean()
+        hits = (logits > 0) == (target > 0.5)
+        self.last_correct = xp.count_nonzero(
+            hits.reshape(len(hits), -1).all(axis=1) if hits.ndim > 1 else hits)
         sigmoid(xp, logits, grad)
         grad -= target
         grad *= 1.0 / grad.size

@@ -1,4 +1,5 @@
-"""``Module``: the base of every layer: forward, backward, parameters, device, state."""
+"""``Module``: the base of every layer: forward, backward, sub-modules, parameters, device,
+state and pickling."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,25 +7,41 @@ import numpy as np
 from ..backend import get_backend, to_numpy
 from ..checks import check_dtype
 from ..ops.workspace import Workspace
-from .parameter import flatten_parameters
+from .boundary import public
+from .parameter import Parameter, flatten_parameters
 
 
 class Module:
     """A node of the computation graph: ``forward`` caches what ``backward`` needs.
 
-    ``backward(grad)`` takes dJ/d(output) and returns dJ/d(input) (the chain rule: upstream
-    gradient times local gradient), filling ``p.grad`` of its own parameters on the way.
+    Subclass it as you would ``torch.nn.Module``: call ``super().__init__()`` first, then
+    assign layers and :class:`Parameter` objects as attributes (they are registered, in
+    assignment order, as children and parameters: ``print(model)``, ``model.parameters()``,
+    ``model.to(...)`` and ``state_dict()`` see them), and define ``forward`` and, since
+    gpunet has no autograd, ``backward``.
 
-    Arrays returned by ``forward`` and ``backward`` are workspace buffers owned by the module
-    and reused by its next call (allocated once per batch shape): copy one if you need it to
-    outlive the next call.
+    Arrays that a call from user code returns (``model(x)``, ``model.backward(g)``) are new
+    arrays, the caller's to keep. Inside a model each layer hands its reused workspace buffers
+    to the next (allocated once per batch shape): see ``boundary.py``.
     """
 
+    #: Attributes left out when pickling or deep-copying: caches of the last forward pass,
+    #: rebuilt by the next one. Each subclass lists its own; the lists of the bases add up.
+    _transient = ("_workspace",)
+
     def __init__(self, dtype=np.float32):
+        object.__setattr__(self, "_children", {})
+        object.__setattr__(self, "_params", {})
         self.training = True
         self.dtype = check_dtype(dtype)
         self.backend = get_backend("cpu")
         self._workspace = Workspace(self.backend.xp)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name in ("forward", "backward"):  # user calls get their own arrays
+            if name in cls.__dict__:
+                setattr(cls, name, public(cls.__dict__[name]))
 
     # -- calling -------------------------------------------------------------------------
     def __call__(self, x):
@@ -44,10 +61,33 @@ class Module:
         return self.forward(x)
 
     def forward(self, x):
-        raise NotImplementedError
+        """Return the output for the batch ``x`` (batch axis first) and keep what
+        :meth:`backward` needs (e.g. ``self.x = x``). Use ``self.backend.xp`` (NumPy or
+        CuPy) for array functions, so the layer runs on either device."""
+        raise NotImplementedError(
+            f"{type(self).__name__}.forward is not defined: a Module subclass defines "
+            f"forward(self, x), which returns the output and keeps what backward needs")
 
     def backward(self, grad, input_grad=True):
-        raise NotImplementedError
+        """Given ``grad`` = dJ/d(output) of the last forward pass, fill ``p.grad`` of this
+        module's parameters (overwrite, don't accumulate) and return dJ/d(input) (the
+        upstream gradient times the local gradient), or None when ``input_grad`` is False
+        (the first layer of a model needs no input gradient)."""
+        name = type(self).__name__
+        children = [n for n, _ in self.named_children()]
+        if children:
+            order = ", ".join(f"self.{n}" for n in reversed(children))
+            fix = (f"write {name}.backward(self, grad, input_grad=True) that runs the "
+                   f"children's backward in the reverse of the order forward runs them "
+                   f"(in reverse assignment order: {order}), passing each result to the "
+                   f"next and input_grad to the last, and returns its result; or build the "
+                   f"model as gn.Sequential(...), which does this for you")
+        else:
+            fix = (f"write {name}.backward(self, grad, input_grad=True) returning dJ/d(input) "
+                   f"for grad = dJ/d(output) (the README's custom-layer recipe shows one, "
+                   f"checked with gn.gradcheck)")
+        raise NotImplementedError(f"{name}.backward is not defined, and gpunet has no autograd "
+                                  f"to derive it from forward: {fix}")
 
     def _buffer(self, name, shape):
         """A reusable workspace array of ``shape`` in the module's dtype (one per shape)."""
@@ -63,26 +103,70 @@ class Module:
         return value
 
     # -- structure -----------------------------------------------------------------------
+    def __setattr__(self, name, value):
+        registry = self.__dict__.get("_children")
+        if isinstance(value, (Module, Parameter)) and registry is None:
+            raise AttributeError(
+                f"cannot assign {type(value).__name__} to {type(self).__name__}.{name} before "
+                f"Module.__init__() has run: call super().__init__() first in "
+                f"{type(self).__name__}.__init__")
+        if registry is not None:
+            self._children.pop(name, None)
+            self._params.pop(name, None)
+            if isinstance(value, Module):
+                self._children[name] = value
+            elif isinstance(value, Parameter):
+                self._params[name] = value
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name):
+        self._children.pop(name, None)
+        self._params.pop(name, None)
+        object.__delattr__(self, name)
+
+    def named_children(self):
+        """``(name, sub-module)`` pairs, in assignment order."""
+        return iter(self._children.items())
+
     def children(self):
         """Direct sub-modules, in order."""
-        return ()
+        return (child for _, child in self.named_children())
 
     def own_parameters(self):
-        """``(name, Parameter)`` pairs held directly by this module."""
-        return ()
+        """``(name, Parameter)`` pairs held directly by this module, in assignment order."""
+        return iter(self._params.items())
+
+    def named_modules(self, prefix=""):
+        """``(dotted path, module)`` for this module (path ``prefix``) and all its
+        descendants, depth first, each once."""
+        seen = set()
+
+        def walk(module, path):
+            if id(module) not in seen:
+                seen.add(id(module))
+                yield path, module
+                for name, child in module.named_children():
+                    yield from walk(child, f"{path}.{name}" if path else name)
+
+        return walk(self, prefix)
 
     def modules(self):
-        """This module and all its descendants, depth first."""
-        yield self
-        for child in self.children():
-            yield from child.modules()
+        """This module and all its descendants, depth first, each once."""
+        return (module for _, module in self.named_modules())
 
     def named_parameters(self, prefix=""):
-        """``(dotted name, Parameter)`` in layer order, weight before bias."""
+        """``(dotted name, Parameter)`` in layer order, weight before bias, each once."""
+        seen = set()
+        for name, p in self._all_parameters(prefix):
+            if id(p) not in seen:
+                seen.add(id(p))
+                yield name, p
+
+    def _all_parameters(self, prefix):
         for name, p in self.own_parameters():
             yield prefix + name, p
-        for i, child in enumerate(self.children()):
-            yield from child.named_parameters(f"{prefix}{i}.")
+        for name, child in self.named_children():
+            yield from child._all_parameters(f"{prefix}{name}.")
 
     def parameters(self):
         """The parameters in layer order, weight before bias."""
@@ -90,8 +174,16 @@ class Module:
             yield p
 
     def config(self) -> dict:
-        """A JSON-able description from which :func:`gpunet.nn.from_config` rebuilds it."""
+        """A JSON-able description from which :func:`gpunet.nn.from_config` rebuilds the
+        module: ``{"type": class name, **constructor keywords}``. A layer whose constructor
+        takes arguments returns them here (see :func:`gpunet.register_layer`)."""
         return {"type": type(self).__name__}
+
+    @classmethod
+    def from_config(cls, kwargs: dict):
+        """Build the module from :meth:`config` output less its ``type``: ``cls(**kwargs)``.
+        A layer whose description is more than constructor keywords overrides this."""
+        return cls(**kwargs)
 
     # -- modes, devices, state -----------------------------------------------------------
     def train(self, mode: bool = True):
@@ -151,6 +243,24 @@ class Module:
         for name, p in params.items():
             p.data[...] = self.backend.asarray(state[name], dtype=self.dtype)
 
+    # -- pickling and printing -----------------------------------------------------------
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        for cls in type(self).__mro__:
+            for name in cls.__dict__.get("_transient", ()):
+                if name in state:
+                    state[name] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.__dict__["_workspace"] = Workspace(self.backend.xp)
+
     def __repr__(self) -> str:
+        children = list(self.named_children())
+        if children:
+            inner = "".join(f"\n  ({name}): " + repr(child).replace("\n", "\n  ")
+                            for name, child in children)
+            return f"{type(self).__name__}({inner}\n)"
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "type")
         return f"{type(self).__name__}({args})"

@@ -6,6 +6,8 @@ a future all-reduce is a single call.
 """
 from __future__ import annotations
 
+import math
+
 from ..backend import backend_of
 
 
@@ -30,6 +32,29 @@ class Parameter:
     def __repr__(self) -> str:
         return f"Parameter(shape={tuple(self.data.shape)}, dtype={self.data.dtype})"
 
+    def __getstate__(self):
+        """A parameter packed in a flat buffer pickles as its place there, so that after
+        unpickling (or ``copy.deepcopy``) it is again a view of the copied buffer."""
+        flat = self.flat
+        if flat is not None and getattr(self.data, "base", None) is flat.data:
+            offset = 0
+            for p in flat.params:
+                if p is self:
+                    return {"flat": flat, "offset": offset, "shape": tuple(self.data.shape)}
+                offset += p.data.size
+        return {"flat": None, "data": self.data, "grad": self.grad}
+
+    def __setstate__(self, state):
+        flat = state["flat"]
+        if flat is None:
+            self.data, self.grad, self.flat = state["data"], state["grad"], None
+            return
+        start, shape = state["offset"], state["shape"]
+        stop = start + math.prod(shape)
+        self.data = flat.data[start:stop].reshape(shape)
+        self.grad = flat.grad[start:stop].reshape(shape)
+        self.flat = flat
+
 
 class FlatBuffers:
     """One contiguous data array and one gradient array backing a list of parameters."""
@@ -40,6 +65,13 @@ class FlatBuffers:
         self.data = data
         self.grad = grad
         self.params = params
+
+    def __reduce__(self):
+        # the arrays first, the parameters (which point back here) once the buffer exists
+        return FlatBuffers, (self.data, self.grad, []), {"params": self.params}
+
+    def __setstate__(self, state):
+        self.params = state["params"]
 
 
 def flatten_parameters(params, xp) -> FlatBuffers:

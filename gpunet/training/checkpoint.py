@@ -30,7 +30,7 @@ from .checkpoint_layout import BEST, BUFFER, PARAM, check_entries, implied_shape
 from .checkpoint_reader import DEFAULT_LIMITS, CheckpointError, LoadLimits, NpzReader
 from ..checks import FLOAT_DTYPES, check_int
 from ..nn.module import Module
-from ..nn import from_config
+from ..nn import check_rebuildable, from_config
 
 FORMAT = "gpunet-checkpoint"
 FORMAT_VERSION = 1
@@ -93,10 +93,11 @@ def _checkpoint_arrays(model, optimizer, epoch, best_state, meta):
     if not isinstance(model, Module):
         raise TypeError(f"model must be a gpunet Module, got {type(model).__name__}")
     check_int(epoch, "epoch", 0)
+    config = _rebuildable_config(model)
     arrays = {
         "format": np.array(FORMAT),
         "format_version": np.array(FORMAT_VERSION),
-        "model_config": _json_array(model.config(), "model.config()"),
+        "model_config": _json_array(config, "model.config()"),
         "dtype": np.array(model.dtype.name),
         "epoch": np.array(int(epoch)),
         "meta": _json_array(meta, "meta"),
@@ -111,6 +112,25 @@ def _checkpoint_arrays(model, optimizer, epoch, best_state, meta):
     if best_state is not None:
         arrays.update({f"best.{k}": np.asarray(v) for k, v in best_state.items()})
     return arrays
+
+
+def _rebuildable_config(model):
+    """``model.config()``, checked at save time to rebuild the model's parameters, so that a
+    layer :func:`load` could not rebuild fails now and not when the file is read."""
+    check_rebuildable(model)
+    config = model.config()
+    unlimited = LoadLimits(max_parameters=2**62, max_layers=2**62)
+    try:
+        implied = implied_shapes(config, "the model", unlimited)
+    except CheckpointError as exc:
+        raise ValueError(f"cannot save {type(model).__name__}: {exc}") from None
+    actual = {name: tuple(p.data.shape) for name, p in model.named_parameters()}
+    if implied != actual:
+        wrong = sorted(set(implied.items()) ^ set(actual.items()))[:4]
+        raise ValueError(f"cannot save {type(model).__name__}: its config() does not rebuild "
+                         f"its parameters (name and shape differ at {wrong}); a layer's "
+                         f"config() must return the constructor arguments that built it")
+    return config
 
 
 def save(path, model, optimizer=None, *, epoch=0, best_state=None, **meta):

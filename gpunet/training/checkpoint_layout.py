@@ -7,7 +7,8 @@ from __future__ import annotations
 import math
 
 from .checkpoint_reader import CheckpointError
-from ..nn import LAYERS
+from ..nn import LAYERS, from_config
+from ..nn.registry import is_builtin
 
 #: Entries holding one value each (a string, an integer or a JSON text).
 SCALAR_ENTRIES = ("format", "format_version", "model_config", "dtype", "epoch", "meta",
@@ -37,7 +38,8 @@ def _walk(config, prefix, shapes, count, path, limits):
     if not isinstance(config, dict) or config.get("type") not in LAYERS:
         raise CheckpointError(f"{path}: cannot rebuild the model: unknown layer description "
                               f"{config!r:.80}; expected a dict whose 'type' is one of "
-                              f"{sorted(LAYERS)}")
+                              f"{sorted(LAYERS)}; a layer of your own must be registered with "
+                              f"gpunet.register_layer before loading")
     count["layers"] += 1
     if count["layers"] > limits.max_layers:
         raise CheckpointError(f"{path}: the architecture has more than {limits.max_layers:,} "
@@ -66,6 +68,24 @@ def _walk(config, prefix, shapes, count, path, limits):
         shapes[prefix + "weight"] = (n_out, n_in)
         if bias:
             shapes[prefix + "bias"] = (n_out,)
+    elif not is_builtin(config["type"]):
+        _registered(config, prefix, shapes, count, path, limits)
+
+
+def _registered(config, prefix, shapes, count, path, limits):
+    """A layer registered by the user: its own code decides its parameters, so it is built
+    (on the CPU) to learn their names and shapes; its parameters count toward the limit."""
+    try:
+        module = from_config(config)
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path}: cannot rebuild the model: {exc}") from exc
+    for name, p in module.named_parameters():
+        count["parameters"] += p.data.size
+        if count["parameters"] > limits.max_parameters:
+            raise CheckpointError(f"{path}: the architecture declares more than "
+                                  f"{limits.max_parameters:,} parameters (at {config['type']}, "
+                                  f"layer {prefix or 'at the top'}; LoadLimits.max_parameters)")
+        shapes[prefix + name] = tuple(p.data.shape)
 
 
 _GROUPS = {PARAM: "weights", BEST: "best-epoch weights", BUFFER: "optimizer buffers"}
