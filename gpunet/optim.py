@@ -10,7 +10,8 @@ import numpy as np
 
 from .backend import backend_of, to_numpy
 from .checks import check_number
-from .nn.parameter import flatten_parameters
+from .nn.module import Module
+from .nn.parameter import Parameter, flatten_parameters
 
 
 class Optimizer:
@@ -19,10 +20,7 @@ class Optimizer:
     buffer_names: tuple = ()
 
     def __init__(self, params, lr):
-        params = list(params)
-        if not params:
-            raise ValueError(f"{type(self).__name__} got an empty parameter list; pass "
-                             f"model.parameters() of a model that has parameters")
+        params = _parameter_list(params, type(self).__name__)
         self.backend = backend_of(params[0].data)
         xp = self.backend.xp
         self.flat = flatten_parameters(params, xp)
@@ -59,7 +57,8 @@ class Optimizer:
         self._update()
 
     def _update(self):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define _update(self), the "
+                                  f"in-place update of self.flat.data from self.flat.grad")
 
     def zero_grad(self):
         """Set every gradient to zero (optional: ``backward`` overwrites gradients)."""
@@ -67,7 +66,24 @@ class Optimizer:
 
     def hyperparameters(self) -> dict:
         """The constructor's keyword arguments other than ``lr``."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define hyperparameters(self), "
+                                  f"its constructor's keyword arguments other than lr")
+
+    def check_holds(self, model) -> None:
+        """Raise ValueError unless every parameter this optimizer updates is one of
+        ``model``'s (an optimizer created for another model, e.g. by a notebook cell run
+        again, would train nothing the model uses)."""
+        own = {id(p) for p in model.parameters()}
+        foreign = sum(id(p) not in own for p in self.flat.params)
+        if foreign:
+            total = len(self.flat.params)
+            held = ("none of the parameters it holds belongs" if foreign == total else
+                    f"only {total - foreign} of the {total} parameters it holds belong")
+            raise ValueError(
+                f"the {type(self).__name__} does not update this model: {held} to the "
+                f"model (was it created for another model, "
+                f"e.g. by a cell run again?); create it from this model: "
+                f"gn.optim.{type(self).__name__}(model.parameters(), ...)")
 
     def state_dict(self) -> dict:
         """Plain values and NumPy arrays: ``type``, ``lr``, ``step``, hyperparameters and
@@ -109,6 +125,31 @@ class Optimizer:
         self.lr = state["lr"]
         self.step_count = int(state["step"])
         self._step.fill(self.step_count)
+
+
+def _parameter_list(params, name):
+    """``params`` as a non-empty list of Parameters, or an error saying what to pass."""
+    if isinstance(params, Module):
+        raise TypeError(f"{name} expects the model's parameters, got the model itself "
+                        f"({type(params).__name__}); pass model.parameters(): "
+                        f"{name}(model.parameters(), lr=...)")
+    try:
+        params = list(params)
+    except TypeError:
+        raise TypeError(f"{name} expects an iterable of gpunet Parameters "
+                        f"(model.parameters()), got {type(params).__name__}") from None
+    for i, p in enumerate(params):
+        if not isinstance(p, Parameter):
+            raise TypeError(f"{name} expects gpunet Parameters (model.parameters()), got "
+                            f"{type(p).__name__} at position {i}")
+    if not params:
+        raise ValueError(
+            f"{name} got an empty parameter list; pass model.parameters() of a model that "
+            f"has parameters (a Module finds its layers when they are assigned as "
+            f"attributes, self.fc = gn.Linear(...), or given to gn.Sequential; a plain list "
+            f"of layers is not searched), and note that a parameters() generator is used up "
+            f"once read")
+    return params
 
 
 class SGD(Optimizer):
