@@ -9,8 +9,8 @@ import pytest
 import gpunet as gn
 
 
-class Net(gn.Module):
-    """A PyTorch-style container: children as attributes, forward and backward by hand."""
+class NoBackward(gn.Module):
+    """A PyTorch-style container: children as attributes, forward by hand, no backward."""
 
     def __init__(self):
         super().__init__()
@@ -21,21 +21,14 @@ class Net(gn.Module):
     def forward(self, x):
         return self.fc2(self.act(self.fc1(x)))
 
+
+class Net(NoBackward):
+    """The same with its backward written: the children in reverse."""
+
     def backward(self, grad, input_grad=True):
         grad = self.fc2.backward(grad)
         grad = self.act.backward(grad)
         return self.fc1.backward(grad, input_grad)
-
-
-class NoBackward(gn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc1 = gn.Linear(4, 8)
-        self.act = gn.Tanh()
-        self.fc2 = gn.Linear(8, 3)
-
-    def forward(self, x):
-        return self.fc2(self.act(self.fc1(x)))
 
 
 def test_attribute_submodules_are_registered_in_assignment_order():
