@@ -13,10 +13,10 @@ import cupy
 import numpy as np
 
 from .kernels import fits_int32
-from .launchers import gemm, linear_relu, optim, softmax_xent
+from .launchers import gemm, linear_relu, optim, softmax_xent, step
 from .numpy_ops import NumpyOps
 
-LAUNCHERS = (linear_relu, softmax_xent, optim, gemm)
+LAUNCHERS = (linear_relu, softmax_xent, optim, gemm, step)
 
 # Which GEMM serves a product of M x N x K multiply-adds: the first (upper bound, route) whose
 # bound is >= M * N * K, else cuBLAS. "cublas" = cuBLAS (+ the fused bias/ReLU epilogue),
@@ -164,15 +164,16 @@ class CupyOps(NumpyOps):
                     f"label {shown} at index {index}{WHERE[slot]} is out of range: expected "
                     f"labels in [0, {bound}) for {bound} classes")
 
-    def softmax_cross_entropy(self, logits, labels, grad):
+    def softmax_cross_entropy(self, logits, labels, grad, out=None):
         fused = (_is_f32(logits, grad) and logits.ndim == 2 and grad.shape == logits.shape
                  and isinstance(labels, cupy.ndarray) and labels.dtype.kind in "iu"
-                 and labels.shape == logits.shape[:1] and logits.shape[0] > 0)
+                 and labels.shape == logits.shape[:1] and logits.shape[0] > 0
+                 and (out is None or (out[0].dtype == np.float32 and out[1].dtype == np.int64)))
         if not fused:
-            return super().softmax_cross_entropy(logits, labels, grad)
+            return super().softmax_cross_entropy(logits, labels, grad, out)
         self._pending_checks.setdefault(BATCH, set()).add(int(logits.shape[1]))
         return softmax_xent.softmax_xent(logits, _device_labels(labels), grad,
-                                         self._error_word(BATCH), self.workspace)
+                                         self._error_word(BATCH), self.workspace, out)
 
     # -- optimizer updates over the flat parameter buffer --------------------------------
     def sgd_update(self, param, grad, velocity, lr, *, momentum, weight_decay, nesterov):
@@ -195,3 +196,22 @@ class CupyOps(NumpyOps):
         optim.adam_update(param, grad, exp_avg, exp_avg_sq, lr, step, beta1=beta1,
                           beta2=beta2, eps=eps, weight_decay=weight_decay,
                           decoupled=decoupled)
+
+    # -- the static training step ----------------------------------------------------------
+    def gather_batch(self, X, y, order, cursor, x_out, y_out):
+        fused = (isinstance(X, cupy.ndarray) and X.dtype in step.INPUT_TYPES
+                 and y.dtype in step.LABEL_TYPES and order.dtype == np.int64
+                 and cursor.dtype == np.int64 and _is_f32(x_out)
+                 and all(a.flags.c_contiguous for a in (X, y, order, y_out))
+                 and y_out.dtype == y.dtype and X.shape[1:] == x_out.shape[1:])
+        if not fused:
+            return super().gather_batch(X, y, order, cursor, x_out, y_out)
+        step.gather_batch(X, y, order, cursor, x_out, y_out)
+
+    def end_step(self, cursor, rows, batch_size, loss, correct, losses, hits):
+        fused = (cursor.dtype == np.int64 and loss.dtype == np.float32
+                 and correct.dtype == np.int64 and losses.dtype == np.float64
+                 and hits.dtype == np.int64)
+        if not fused:
+            return super().end_step(cursor, rows, batch_size, loss, correct, losses, hits)
+        step.end_step(cursor, rows, batch_size, loss, correct, losses, hits)

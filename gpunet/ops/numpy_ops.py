@@ -63,15 +63,21 @@ class NumpyOps:
 
     # -- loss ----------------------------------------------------------------------------
     def check_labels(self, labels, num_classes):
-        """Raise ValueError naming the first label outside ``[0, num_classes)``."""
-        xp = self.xp
-        bad = xp.flatnonzero((labels < 0) | (labels >= num_classes))
-        if bad.size:
-            i = int(bad[0])
-            raise ValueError(
-                f"label {int(labels[i])} at index {i} is out of range: expected labels in "
-                f"[0, {num_classes}) for {num_classes} classes"
-            )
+        """Raise ValueError naming the first label outside ``[0, num_classes)`` (the range is
+        checked in workspace buffers; the first bad index is searched only on failure)."""
+        if labels.size == 0:
+            return
+        lowest = self.workspace.get("label_min", (), labels.dtype)
+        highest = self.workspace.get("label_max", (), labels.dtype)
+        labels.min(out=lowest)
+        labels.max(out=highest)
+        if int(lowest) >= 0 and int(highest) < num_classes:
+            return
+        i = int(self.xp.flatnonzero((labels < 0) | (labels >= num_classes))[0])
+        raise ValueError(
+            f"label {int(labels[i])} at index {i} is out of range: expected labels in "
+            f"[0, {num_classes}) for {num_classes} classes"
+        )
 
     def check_errors(self):
         """Raise any error a device kernel flagged since the last check (none here: the
@@ -85,34 +91,95 @@ class NumpyOps:
         underflows to 0.
         """
         xp = self.xp
-        xp.subtract(x, x.max(axis=1, keepdims=True), out=out)
+        row = self.workspace.get("softmax_row", (len(x), 1), out.dtype)
+        x.max(axis=1, keepdims=True, out=row)
+        xp.subtract(x, row, out=out)
         if log:
             work = self.workspace.like("softmax_exp", out)
             xp.exp(out, out=work)
-            out -= xp.log(work.sum(axis=1, keepdims=True))
+            work.sum(axis=1, keepdims=True, out=row)
+            xp.log(row, out=row)
+            out -= row
         else:
             xp.exp(out, out=out)
-            out /= out.sum(axis=1, keepdims=True)
+            out.sum(axis=1, keepdims=True, out=row)
+            out /= row
         return out
 
-    def softmax_cross_entropy(self, logits, labels, grad):
+    def _label_positions(self, labels, num_classes):
+        """Flat indices ``row * num_classes + label`` of each row's label (a workspace)."""
+        xp, batch = self.xp, len(labels)
+        rows = self.workspace.cached(f"row_starts_{num_classes}", (batch,), np.int64,
+                                     lambda shape, dtype: xp.arange(0, batch * num_classes,
+                                                                    num_classes, dtype=dtype))
+        positions = self.workspace.get("label_positions", (batch,), np.int64)
+        xp.add(rows, labels, out=positions)
+        return positions
+
+    def softmax_cross_entropy(self, logits, labels, grad, out=None):
         """Mean softmax cross-entropy of ``logits`` (B, C) against int ``labels`` (B,).
 
         Writes ``d loss / d logits = (softmax - onehot) / B`` into ``grad`` and returns
         ``(loss, correct)``: the mean loss and the count of rows whose arg-max is the label,
-        both 0-d arrays on the device.
+        0-d device arrays, new ones or the pair ``out`` given (then nothing is allocated).
         """
-        xp = self.xp
+        xp, ws = self.xp, self.workspace
         batch, num_classes = logits.shape
         self.check_labels(labels, num_classes)
-        rows = xp.arange(batch)
-        correct = xp.count_nonzero(logits.argmax(axis=1) == labels)
+        loss, correct = out if out is not None else (
+            xp.empty((), logits.dtype), xp.empty((), np.int64))
+        best = ws.get("xent_argmax", (batch,), np.int64)
+        hit = ws.get("xent_hit", (batch,), np.bool_)
+        logits.argmax(axis=1, out=best)
+        xp.equal(best, labels, out=hit)
+        hit.sum(out=correct)
         self.softmax(logits, grad, log=True)
-        loss = -grad[rows, labels].mean()
-        xp.exp(grad, out=grad)
-        grad[rows, labels] -= 1
+        positions = self._label_positions(labels, num_classes)
+        picked = ws.get("xent_picked", (batch,), grad.dtype)
+        total = ws.get("xent_total", (), np.float64)
+        flat = grad.reshape(-1)
+        self._take_rows(flat, positions, picked)      # log-probability of each label
+        picked.sum(dtype=np.float64, out=total)
+        xp.multiply(total, -1.0 / batch, out=loss)
+        xp.exp(grad, out=grad)                        # softmax
+        self._take_rows(flat, positions, picked)
+        picked -= 1                                   # minus the one-hot
+        flat[positions] = picked
         grad *= 1.0 / batch
-        return loss.astype(logits.dtype), xp.asarray(correct)
+        return loss, correct
+
+    # -- the static training step ----------------------------------------------------------
+    def gather_batch(self, X, y, order, cursor, x_out, y_out):
+        """Rows ``order[c:c + B]`` of the dataset into static buffers, ``c = cursor[0]``:
+        ``x_out`` as floats (uint8 images divided by 255), ``y_out`` the labels."""
+        xp, batch = self.xp, len(x_out)
+        start = int(cursor[0])
+        rows = order[start:start + batch]
+        self._take_rows(y, rows, y_out)
+        if X.dtype == x_out.dtype:
+            self._take_rows(X, rows, x_out)
+            return
+        staged = self.workspace.get("gather_stage", x_out.shape, X.dtype)
+        self._take_rows(X, rows, staged)
+        xp.copyto(x_out, staged, casting="same_kind")  # a cast, without a ufunc's buffers
+        if X.dtype == np.uint8:
+            x_out /= 255                                 # the bits of uint8 / 255 in float
+
+    def _take_rows(self, a, rows, out):
+        """``out = a[rows]`` along the first axis. NumPy buffers ``take(out=...)`` in its
+        default mode; ``clip`` (the rows are valid) writes straight into ``out``."""
+        if self.xp is np:
+            np.take(a, rows, axis=0, out=out, mode="clip")
+        else:
+            self.xp.take(a, rows, axis=0, out=out)
+
+    def end_step(self, cursor, rows, batch_size, loss, correct, losses, hits):
+        """Record a step's ``loss`` and ``correct`` at ``losses[s]``, ``hits[s]`` with
+        ``s = cursor[0] // batch_size``, then advance ``cursor`` by ``rows``."""
+        step = int(cursor[0]) // batch_size
+        losses[step] = loss
+        hits[step] = correct
+        cursor += rows
 
     # -- optimizer updates over the flat parameter buffer --------------------------------
     def _decayed(self, param, grad, weight_decay):

@@ -20,24 +20,27 @@ class Workspace:
     def __init__(self, xp):
         self.xp = xp
         self._buffers: dict = {}  # name -> {(shape, dtype): array}, least recently used first
+        self._pins = 0
 
     def __len__(self) -> int:
         return sum(len(shapes) for shapes in self._buffers.values())
 
-    def _lookup(self, name, shape, dtype, make):
+    def cached(self, name: str, shape, dtype, make):
+        """The array for this key, made by ``make(shape, dtype)`` when first asked for (so
+        its initial contents are ``make``'s)."""
         shapes = self._buffers.setdefault(name, {})
         key = (tuple(int(d) for d in shape), np.dtype(dtype))
         buf = shapes.pop(key, None)
         if buf is None:
-            buf = make(key[0], dtype=key[1])
-            while len(shapes) >= SHAPES_PER_NAME:
+            buf = make(key[0], key[1])
+            while len(shapes) >= SHAPES_PER_NAME and not self._pins:
                 del shapes[next(iter(shapes))]
         shapes[key] = buf  # now the most recently used
         return buf
 
     def get(self, name: str, shape, dtype):
         """An uninitialised array for ``name``; the same one on every call with this key."""
-        return self._lookup(name, shape, dtype, self.xp.empty)
+        return self.cached(name, shape, dtype, self.xp.empty)
 
     def like(self, name: str, array):
         """:meth:`get` with ``array``'s shape and dtype."""
@@ -46,7 +49,16 @@ class Workspace:
     def zeros(self, name: str, shape, dtype):
         """Like :meth:`get`, but zero-filled when first created (for counters that the
         kernels themselves reset after use)."""
-        return self._lookup(name, shape, dtype, self.xp.zeros)
+        return self.cached(name, shape, dtype, self.xp.zeros)
+
+    def pin(self) -> None:
+        """Evict nothing until :meth:`unpin` (a captured CUDA graph writes into these
+        buffers by address: they must outlive it)."""
+        self._pins += 1
+
+    def unpin(self) -> None:
+        """Undo one :meth:`pin`."""
+        self._pins -= 1
 
     def clear(self) -> None:
         """Drop every buffer (e.g. after its owner moved to another device)."""

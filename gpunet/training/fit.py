@@ -8,6 +8,7 @@ found and where device kernels report flagged errors.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
@@ -22,6 +23,7 @@ from .history import History, format_epoch, format_numbers
 from ..data.loader import DataLoader
 from ..checks import check_positive_int
 from .progress import ProgressBar
+from .step import StepRunner, graph_mode
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -53,17 +55,21 @@ def _epoch_seed(seed, epoch):
 
 
 class _EpochMeter:
-    """Per-step losses and correct counts kept on the device, read to the host in chunks."""
+    """Per-step losses and correct counts kept on the device (recorded by the eager loop, or
+    by the static step into ``runner``'s buffers), read to the host in chunks."""
 
-    def __init__(self, loader, loss_fn, epoch):
+    def __init__(self, loader, loss_fn, epoch, runner=None):
         xp = loader.backend.xp
         self.backend = loader.backend
         self.loss_fn = loss_fn
         self.epoch = epoch
         steps = len(loader)
-        self.losses = xp.zeros(steps, dtype=np.float64)
         self.counts_correct = hasattr(loss_fn, "last_correct")
-        self.correct = xp.zeros(steps, dtype=np.int64) if self.counts_correct else None
+        if runner is not None:
+            self.losses, self.correct = runner.epoch.losses, runner.epoch.hits
+        else:
+            self.losses = xp.zeros(steps, dtype=np.float64)
+            self.correct = xp.zeros(steps, dtype=np.int64) if self.counts_correct else None
         self.sizes = np.full(steps, loader.batch_size, dtype=np.int64)
         self.sizes[-1] = loader.num_samples - (steps - 1) * loader.batch_size
         self.read_steps = 0
@@ -96,17 +102,34 @@ class _EpochMeter:
         return self.loss_sum / seen, accuracy
 
 
-def _train_epoch(model, loss_fn, optimizer, loader, to_input, epoch, epochs, progress):
-    meter = _EpochMeter(loader, loss_fn, epoch)
+def _eager_steps(model, loss_fn, optimizer, loader, to_input, meter):
+    """The steps of an epoch as separate calls; yields each step's index when done."""
+    for step, (xb, yb) in enumerate(loader):
+        loss = loss_fn(model(to_input(xb)), yb)
+        model.backward(loss_fn.backward(), input_grad=False)
+        optimizer.step()
+        meter.record(step, loss)
+        yield step
+
+
+def _static_steps(runner):
+    """The steps of an epoch through the static (on the GPU: captured) step."""
+    runner.start_epoch()
+    for step in range(runner.count):
+        runner.run(step)
+        yield step
+
+
+def _train_epoch(model, loss_fn, optimizer, loader, to_input, epoch, epochs, progress,
+                 runner):
+    meter = _EpochMeter(loader, loss_fn, epoch, runner)
     bar = ProgressBar(len(loader), f"epoch {epoch}/{epochs} ", enabled=progress)
     started = time.perf_counter()
     model.train()
+    steps = (_static_steps(runner) if runner is not None
+             else _eager_steps(model, loss_fn, optimizer, loader, to_input, meter))
     try:
-        for step, (xb, yb) in enumerate(loader):
-            loss = loss_fn(model(to_input(xb)), yb)
-            model.backward(loss_fn.backward(), input_grad=False)
-            optimizer.step()
-            meter.record(step, loss)
+        for step in steps:
             if bar.due():
                 meter.read(step + 1)
                 loss_mean, accuracy = meter.summary()
@@ -187,7 +210,7 @@ def _resume(resume, model, optimizer, seed):
 def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
         batch_size=128, schedule=None, patience=None, seed=None, checkpoint=None,
         checkpoint_meta=None, resume=None, progress=True, verbose=True,
-        on_epoch_end=None) -> History:
+        on_epoch_end=None, graph="auto") -> History:
     """Train ``model`` on ``train=(X, y)`` for ``epochs`` epochs; return a :class:`History`.
 
     - ``val=(X, y)``, or ``val_split`` (a fraction of ``train`` held out with a permutation
@@ -209,6 +232,11 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
       and training runs from its epoch up to ``epochs`` (a total, not a count to add).
     - ``progress``: a progress bar on a terminal; ``verbose``: one line per epoch;
       ``on_epoch_end(record)`` is called with each epoch's record.
+    - ``graph``: ``"auto"`` runs a Sequential of Linear/ReLU/Flatten/Sigmoid/Tanh with
+      ``CrossEntropyLoss`` through the static-buffer step (``training/step.py``), captured
+      as one CUDA graph per batch shape on the GPU, and says so in one line there; anything
+      else runs eagerly. ``"on"`` insists on the graph (an error where it cannot be had: the
+      CPU, another loss or layer); ``"off"`` always runs eagerly.
 
     NaN or inf in float inputs or targets (training or validation) raise ValueError naming
     the first bad row and column before the first batch. A NaN or infinite training or
@@ -238,52 +266,64 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
     elif val is not None:
         val = checked(model, loss_fn, *pair(val, "val"), "val")
     loader = DataLoader(X, y, batch_size, shuffle=True, device=model.backend)
-    stopper = _EarlyStopping(patience, model, history, state.best_state)
-    to_input = FloatInput(model)
-    eval_batch = max(loader.batch_size, EVAL_BATCH_SIZE)
+    mode, why = graph_mode(graph, model, loss_fn, X, y)
+    if verbose and model.backend.name == "gpu" and graph != "off":
+        print(f"graph: {'on' if mode == 'graph' else 'off'} ({why})", flush=True)
+    with contextlib.ExitStack() as stack:
+        runner = None
+        if mode != "eager":
+            runner = StepRunner(model, optimizer, X, y, loader.batch_size, len(loader),
+                                capture=mode == "graph")
+            stack.callback(runner.close)
+            if runner.stream is not None:  # every op of the run ordered with the replays
+                stack.enter_context(runner.stream)
+        stopper = _EarlyStopping(patience, model, history, state.best_state)
+        to_input = FloatInput(model)
+        eval_batch = max(loader.batch_size, EVAL_BATCH_SIZE)
 
-    def save_checkpoint():
-        if checkpoint is not None:
-            save(checkpoint, model, optimizer, **state.save_arguments(), **checkpoint_meta)
+        def save_checkpoint():
+            if checkpoint is not None:
+                save(checkpoint, model, optimizer, **state.save_arguments(), **checkpoint_meta)
 
-    for index in range(state.epoch, epochs):
-        if seed is not None:
-            manual_seed(_epoch_seed(seed, index))
-        if schedule is not None:
-            optimizer.lr = schedule(state.base_lr, index)
-        started = time.perf_counter()
-        # a diverging run is reported by NonFiniteLossError, not by NumPy's warnings
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            try:
-                train_loss, train_accuracy = _train_epoch(
-                    model, loss_fn, optimizer, loader, to_input, index + 1, epochs, progress)
-                train_seconds = time.perf_counter() - started
-                result = _validate(model, val, loss_fn, eval_batch, index + 1)
-            except NonFiniteLossError as exc:
-                kept = (f"; the checkpoint {checkpoint} keeps epoch {state.epoch}"
-                        if checkpoint is not None and state.epoch else "")
-                raise NonFiniteLossError(f"{exc}{kept}. Try a lower learning rate.",
-                                         exc.epoch, exc.step) from None
-        record = {"epoch": index + 1, "lr": optimizer.lr, "train_loss": train_loss,
-                  "train_accuracy": train_accuracy, "val_loss": result.loss,
-                  "val_accuracy": result.accuracy,
-                  "seconds": time.perf_counter() - started,
-                  "samples_per_s": loader.num_samples / train_seconds}
-        history.append(record)
-        state.epoch = index + 1
-        stop = stopper.update(model, record)
-        state.best_state = stopper.state_to_save(state.epoch)
-        save_checkpoint()
-        if verbose:
-            print(format_epoch(record, epochs), flush=True)
-        if on_epoch_end is not None:
-            on_epoch_end(record)
-        if stop:
+        for index in range(state.epoch, epochs):
+            if seed is not None:
+                manual_seed(_epoch_seed(seed, index))
+            if schedule is not None:
+                optimizer.lr = schedule(state.base_lr, index)
+            started = time.perf_counter()
+            # a diverging run is reported by NonFiniteLossError, not by NumPy's warnings
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                try:
+                    train_loss, train_accuracy = _train_epoch(
+                        model, loss_fn, optimizer, loader, to_input, index + 1, epochs, progress,
+                        runner)
+                    train_seconds = time.perf_counter() - started
+                    result = _validate(model, val, loss_fn, eval_batch, index + 1)
+                except NonFiniteLossError as exc:
+                    kept = (f"; the checkpoint {checkpoint} keeps epoch {state.epoch}"
+                            if checkpoint is not None and state.epoch else "")
+                    raise NonFiniteLossError(f"{exc}{kept}. Try a lower learning rate.",
+                                             exc.epoch, exc.step) from None
+            record = {"epoch": index + 1, "lr": optimizer.lr, "train_loss": train_loss,
+                      "train_accuracy": train_accuracy, "val_loss": result.loss,
+                      "val_accuracy": result.accuracy,
+                      "seconds": time.perf_counter() - started,
+                      "samples_per_s": loader.num_samples / train_seconds}
+            history.append(record)
+            state.epoch = index + 1
+            stop = stopper.update(model, record)
+            state.best_state = stopper.state_to_save(state.epoch)
+            save_checkpoint()
             if verbose:
-                print(f"early stopping: no improvement for {patience} epochs; best epoch "
-                      f"{stopper.best_epoch}", flush=True)
-            break
-    if stopper.restore(model, state.epoch):
-        state.best_state = stopper.best_state
-        save_checkpoint()
-    return history
+                print(format_epoch(record, epochs), flush=True)
+            if on_epoch_end is not None:
+                on_epoch_end(record)
+            if stop:
+                if verbose:
+                    print(f"early stopping: no improvement for {patience} epochs; best epoch "
+                          f"{stopper.best_epoch}", flush=True)
+                break
+        if stopper.restore(model, state.epoch):
+            state.best_state = stopper.best_state
+            save_checkpoint()
+        return history

@@ -48,9 +48,10 @@ def check_label_range(labels, num_classes: int, error_word) -> None:
            (labels, np.int64(labels.size), np.int64(num_classes), error_word))
 
 
-def softmax_xent(logits, labels, grad, error_word, workspace):
+def softmax_xent(logits, labels, grad, error_word, workspace, out=None):
     """Fused loss, gradient and correct count of :meth:`NumpyOps.softmax_cross_entropy`:
-    returns new 0-d device arrays ``(loss, correct)``; bad labels go to ``error_word``."""
+    returns 0-d device arrays ``(loss, correct)`` (new ones, or the pair ``out``: float32,
+    int64); bad labels go to ``error_word``."""
     batch, num_classes = logits.shape
     row_loss = workspace.get("row_loss", (batch,), np.float32)
     row_hit = workspace.get("row_hit", (batch,), np.int32)
@@ -61,7 +62,8 @@ def softmax_xent(logits, labels, grad, error_word, workspace):
     part_hit = workspace.get("hit_parts", (parts,), np.int64)
     ticket = workspace.zeros("loss_ticket", (1,), np.uint32)
     xp = workspace.xp
-    loss, correct = xp.empty((), dtype=np.float32), xp.empty((), dtype=np.int64)
+    loss, correct = out if out is not None else (xp.empty((), dtype=np.float32),
+                                                 xp.empty((), dtype=np.int64))
     rows_kernel = SOURCE.function(f"softmax_xent_rows<{LABEL_TYPES[labels.dtype]}>")
     rows_kernel((blocks(batch, ROWS_PER_BLOCK),), (ROWS_PER_BLOCK * WARP,),
                 (logits, labels, grad, row_loss, row_hit, error_word,

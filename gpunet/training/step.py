@@ -1,0 +1,184 @@
+"""The static-buffer training step, and its CUDA-graph capture on the GPU.
+
+A :class:`StaticStep` is one training step over buffers fixed at its first run: gather the
+batch by index from the device-resident dataset (uint8 scaled to float), forward, softmax
+cross-entropy, backward, optimizer update, and a record of the step's loss and correct count.
+Which rows it takes, and where it records, come from a cursor in device memory, so the same
+step, run again, walks through the epoch. After its first run it allocates nothing.
+
+On the CPU :func:`make_steps` runs it as it is (the code path CI tests). On the GPU a
+:class:`CapturedStep` records it once per batch shape with CuPy stream capture and replays
+the graph: one launch per step, no host synchronisation. The learning rate and Adam's step
+count live in device memory, so a schedule changes them between replays; each epoch's
+shuffle is written into the order buffer before its replays (cuRAND cannot be captured).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..nn.activations import ReLU, Sigmoid, Tanh
+from ..nn.layers import Flatten, Linear, Sequential
+from ..nn.losses import CrossEntropyLoss
+
+STATIC_LAYERS = (Linear, ReLU, Flatten, Sigmoid, Tanh)
+GRAPH_MODES = ("auto", "on", "off")
+TILED = ((math.inf, "tiled"),)  # CuPy refuses cuBLAS while a stream captures
+
+
+def static_step_problem(model, loss_fn, X, y) -> str | None:
+    """Why the static step cannot run this training, or None when it can."""
+    if type(loss_fn) is not CrossEntropyLoss:
+        return f"the loss is {type(loss_fn).__name__}; the static step computes CrossEntropyLoss"
+    if not isinstance(model, Sequential):
+        return f"the model is a {type(model).__name__}; the static step runs a Sequential"
+    for layer in model.layers:
+        if type(layer) not in STATIC_LAYERS:
+            return (f"layer {type(layer).__name__} is not one of "
+                    f"{', '.join(c.__name__ for c in STATIC_LAYERS)} (a graph cannot draw "
+                    f"Dropout's random masks)")
+    if y.ndim != 1 or y.dtype.kind not in "iu":
+        return f"the labels must be 1-D integers, got {y.dtype} of shape {tuple(y.shape)}"
+    if model.backend.name == "gpu":
+        if model.dtype != np.float32:
+            return f"the fused GPU kernels run float32; the model is {model.dtype}"
+        if X.dtype not in (np.uint8, np.float32) or y.dtype not in (np.int32, np.int64):
+            return (f"the GPU step gathers uint8 or float32 inputs and int32/int64 labels, "
+                    f"got {X.dtype} and {y.dtype}")
+    return None
+
+
+class EpochBuffers:
+    """What the steps of one epoch share: the epoch's row ``order``, the ``cursor`` (first
+    row of the next batch), and the per-step ``losses`` and ``hits`` the steps record."""
+
+    def __init__(self, backend, num_samples, batch_size, steps):
+        xp = backend.xp
+        self.backend, self.batch_size = backend, batch_size
+        self.order = xp.arange(num_samples, dtype=np.int64)
+        self.cursor = xp.zeros(1, dtype=np.int64)
+        self.losses = xp.zeros(steps, dtype=np.float64)
+        self.hits = xp.zeros(steps, dtype=np.int64)
+
+    def start_epoch(self, shuffle: bool) -> None:
+        """Draw the epoch's order (as the DataLoader does) and rewind the cursor."""
+        if shuffle:
+            self.order[...] = self.backend.permutation(len(self.order))
+        self.cursor.fill(0)
+
+
+class StaticStep:
+    """One training step of ``rows`` samples over static buffers (see the module text)."""
+
+    def __init__(self, model, optimizer, X, y, rows, epoch: EpochBuffers):
+        xp = model.backend.xp
+        self.model, self.optimizer, self.ops = model, optimizer, model.backend.ops
+        self.X, self.y, self.rows, self.epoch = X, y, rows, epoch
+        self.inputs = xp.empty((rows,) + X.shape[1:], dtype=model.dtype)
+        self.labels = xp.empty(rows, dtype=y.dtype)
+        self.loss = xp.empty((), dtype=model.dtype)
+        self.correct = xp.empty((), dtype=np.int64)
+        self.grad = None  # the logits' shape is known after the first forward pass
+
+    def run(self) -> None:
+        """Gather, forward, loss, backward, update, record; the cursor moves on."""
+        ops, epoch = self.ops, self.epoch
+        ops.gather_batch(self.X, self.y, epoch.order, epoch.cursor, self.inputs, self.labels)
+        logits = self.model.forward(self.inputs)
+        if self.grad is None:
+            self.grad = self.model.backend.xp.empty_like(logits)
+        ops.softmax_cross_entropy(logits, self.labels, self.grad, out=(self.loss, self.correct))
+        self.model.backward(self.grad, input_grad=False)
+        self.optimizer.step()
+        ops.end_step(epoch.cursor, self.rows, epoch.batch_size, self.loss, self.correct,
+                     epoch.losses, epoch.hits)
+
+
+class CapturedStep:
+    """A :class:`StaticStep` on the GPU: run eagerly once (warm-up: its buffers are made),
+    recorded as a CUDA graph on the next call, then replayed. The optimizer's host step
+    count is advanced per replay (the graph advances the device one)."""
+
+    def __init__(self, static: StaticStep, stream):
+        self.static, self.stream = static, stream
+        self.graph = None
+        self.warm = False
+
+    def run(self) -> None:
+        static = self.static
+        if self.graph is None:
+            ops = static.ops
+            routes, ops.gemm_routes = ops.gemm_routes, TILED
+            try:
+                if not self.warm:
+                    static.run()
+                    self.warm = True
+                    return
+                self.stream.begin_capture()
+                try:
+                    static.run()  # recorded, not executed
+                finally:
+                    self.graph = self.stream.end_capture()
+                static.optimizer.step_count -= 1  # the recording counted a step it did not take
+            finally:
+                ops.gemm_routes = routes
+        self.graph.launch(self.stream)
+        static.optimizer.step_count += 1
+
+
+def graph_mode(graph, model, loss_fn, X, y) -> tuple[str, str]:
+    """``(mode, why)``: ``"graph"`` (captured, GPU), ``"static"`` (the same step without
+    capture, CPU) or ``"eager"``, for ``fit``'s ``graph`` argument (auto, on, off)."""
+    if graph not in GRAPH_MODES:
+        raise ValueError(f"graph must be one of {GRAPH_MODES}, got {graph!r}")
+    if graph == "off":
+        return "eager", "graph='off'"
+    problem = static_step_problem(model, loss_fn, X, y)
+    on_gpu = model.backend.name == "gpu"
+    if graph == "on":
+        if not on_gpu:
+            raise ValueError("graph='on' needs the GPU (a CUDA graph); the model is on the "
+                             "CPU: use graph='auto' (the same static step, not captured) or "
+                             "'off'")
+        if problem:
+            raise ValueError(f"graph='on' cannot capture this training: {problem}; use "
+                             f"graph='auto' or 'off'")
+    if problem:
+        return "eager", problem
+    if on_gpu:
+        return "graph", "the whole step is one CUDA graph launch"
+    return "static", "the static-buffer step, not captured (no CUDA graphs on the CPU)"
+
+
+class StepRunner:
+    """The static steps of a training run: one for full batches, one for a smaller last
+    batch; captured on the GPU. ``epoch`` holds what the epoch's steps record."""
+
+    def __init__(self, model, optimizer, X, y, batch_size, steps, capture: bool):
+        backend = model.backend
+        self.epoch = EpochBuffers(backend, len(X), batch_size, steps)
+        self.shuffle = batch_size < len(X)
+        last = len(X) - (steps - 1) * batch_size
+        self.stream = backend.xp.cuda.Stream(non_blocking=True) if capture else None
+        self.steps = [self._make(StaticStep(model, optimizer, X, y, rows, self.epoch))
+                      for rows in dict.fromkeys((batch_size, last))]
+        self.count = steps
+        self._workspaces = [m._workspace for m in model.modules()] + [backend.ops.workspace]
+        for workspace in self._workspaces:
+            workspace.pin()
+
+    def _make(self, static):
+        return CapturedStep(static, self.stream) if self.stream is not None else static
+
+    def start_epoch(self) -> None:
+        self.epoch.start_epoch(self.shuffle)
+
+    def run(self, step: int) -> None:
+        """Run step ``step`` (0-based) of the epoch."""
+        (self.steps[-1] if step == self.count - 1 else self.steps[0]).run()
+
+    def close(self) -> None:
+        """Let the workspaces evict again (the graphs are dropped with the runner)."""
+        for workspace in self._workspaces:
+            workspace.unpin()
