@@ -32,6 +32,7 @@ from .training.runclaim import FolderInUse, RunClaim
 from .training.schedules import CosineLR, StepLR
 from .training.fit import NonFiniteLossError, fit
 from .training.fit_state import FitState
+from .demo.cli import add_parser as add_demo_parser
 
 __all__ = ["build_parser", "confusion_matrix", "format_confusion", "main"]
 
@@ -128,6 +129,7 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
 
             bench.add_arguments(bench_cmd)
             bench_cmd.set_defaults(func=bench.run)
+    add_demo_parser(commands)
     return parser
 
 
