@@ -4,6 +4,7 @@ import argparse
 import csv
 import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
@@ -59,7 +60,8 @@ def test_bad_arguments_are_argparse_errors(argv, expected, capsys):
 def test_cpu_defaults_skip_gpu_variants_and_refuse_them_when_asked():
     names, skipped = bench.choose_variants(None, "cpu")
     assert names[0] == "numpy" and "gemm-floor" in names
-    assert not {"cupy-unfused", "cupy-fused"} & (set(names) | set(skipped))
+    assert "numpy-static" in names
+    assert not {"cupy-unfused", "cupy-fused", "cupy-graph"} & (set(names) | set(skipped))
     assert ("torch" in names) == HAS_TORCH
     with pytest.raises(bench.BenchError, match="'cupy-fused' cannot run: runs on the gpu, "
                                                 "not the cpu"):
@@ -385,3 +387,22 @@ def test_quick_tiny_sweep_prints_table_and_targets(capsys):
     assert "[1/1] batch 16: numpy " in captured.err
     assert "numpy step within 1.15x of the GEMM floor at batch >= 16384" in captured.out
     assert "not measured" in captured.out
+
+
+def test_static_step_variant_walks_epochs_and_repeated_steps():
+    """numpy-static (the CPU's static step; the GPU's cupy-graph is it, captured): an epoch
+    is every batch of the data, the last one smaller; a step larger than the data repeats
+    rows; the loss stays finite."""
+    variant = bench.build_variant("numpy-static", gn.get_backend("cpu"),
+                                  Workload(hidden=(8,), samples=40), tf32=False)
+    with variant.active():
+        epoch = variant.epoch_at(16)       # 16 + 16 + 8, run once as its warm-up
+        epoch()
+        assert variant.optimizer.step_count == 6
+        step = variant.step_at(64)         # 64 > 40 samples: one batch of repeated rows
+        for _ in range(3):
+            step()
+        assert variant.optimizer.step_count == 9
+        assert math.isfinite(variant.last_loss())
+    variant.release()
+    assert variant.runners == []

@@ -65,7 +65,7 @@ def _peak_of_an_epoch(batch, n=1100, features=(28, 28)):
     gn.manual_seed(1)
     model = gn.Sequential(gn.Flatten(), gn.Linear(784, 32), gn.ReLU(), gn.Linear(32, 5))
     opt = gn.optim.Adam(model.parameters(), lr=1e-3)
-    runner = StepRunner(model, opt, X, y, batch, -(-n // batch), capture=False)
+    runner = StepRunner(model, opt, X, y, batch, -(-n // batch))
     try:
         for measured in (False, True):
             runner.start_epoch()

@@ -1,7 +1,7 @@
 """Batch-size throughput sweep: ``gpunet bench`` (also ``python -m gpunet bench``).
 
-For each batch size and each variant (``numpy``, ``cupy-unfused``, ``cupy-fused``, ``torch``,
-``gemm-floor``) on one device: training-step throughput (samples/s) and the time of one
+For each batch size and each variant (``numpy``, ``numpy-static``, ``cupy-unfused``,
+``cupy-fused``, ``cupy-graph``, ``torch``, ``gemm-floor``) on one device: training-step throughput (samples/s) and the time of one
 reshuffled epoch over a Fashion-MNIST-shaped dataset held on the device. Warm-up steps are
 not timed; each repeat is timed by CUDA events (GPU) or ``perf_counter`` (CPU); the median of
 the repeats is reported with its min and max.
@@ -21,11 +21,13 @@ from . import report
 from .. import optim
 from ..backend import BackendUnavailable, get_backend, set_tf32, warmup
 from ..checks import argparse_type, check_int
-from .variants import GemmFloorVariant, GpunetVariant, TorchVariant, Workload
+from .variants import GemmFloorVariant, GpunetVariant, StaticStepVariant, TorchVariant, Workload
 
-VARIANTS = ("numpy", "cupy-unfused", "cupy-fused", "torch", "gemm-floor")
-VARIANT_DEVICES = {"numpy": ("cpu",), "cupy-unfused": ("gpu",), "cupy-fused": ("gpu",),
-                   "torch": ("cpu", "gpu"), "gemm-floor": ("cpu", "gpu")}
+VARIANTS = ("numpy", "numpy-static", "cupy-unfused", "cupy-fused", "cupy-graph", "torch",
+            "gemm-floor")
+VARIANT_DEVICES = {"numpy": ("cpu",), "numpy-static": ("cpu",), "cupy-unfused": ("gpu",),
+                   "cupy-fused": ("gpu",), "cupy-graph": ("gpu",), "torch": ("cpu", "gpu"),
+                   "gemm-floor": ("cpu", "gpu")}
 DEFAULT_BATCH_SIZES = tuple(2 ** k for k in range(5, 17))  # 32 .. 65536
 QUICK_BATCH_SIZES = (64, 256, 1024, 4096)
 
@@ -112,7 +114,7 @@ def variant_unavailable(name: str, device: str) -> str | None:
     if device not in VARIANT_DEVICES[name]:
         return (f"runs on the {' or '.join(VARIANT_DEVICES[name])}, not the {device} "
                 f"(use --device {VARIANT_DEVICES[name][0]})")
-    if name == "cupy-fused":
+    if name in ("cupy-fused", "cupy-graph"):
         try:
             from ..ops import cupy_ops  # noqa: F401
         except ImportError as exc:
@@ -161,14 +163,16 @@ def prepare_output_folder(path: str) -> Path:
 
 def build_variant(name, backend, workload, tf32):
     """Construct one variant (model and dataset on the device)."""
-    if name in ("numpy", "cupy-unfused"):
+    if name in ("numpy", "numpy-static", "cupy-unfused"):
         from ..ops.numpy_ops import NumpyOps
 
-        return GpunetVariant(name, backend, NumpyOps(backend.xp), workload)
-    if name == "cupy-fused":
+        variant = StaticStepVariant if name == "numpy-static" else GpunetVariant
+        return variant(name, backend, NumpyOps(backend.xp), workload)
+    if name in ("cupy-fused", "cupy-graph"):
         from ..ops.cupy_ops import CupyOps
 
-        return GpunetVariant(name, backend, CupyOps(), workload)
+        variant = StaticStepVariant if name == "cupy-graph" else GpunetVariant
+        return variant(name, backend, CupyOps(), workload)
     if name == "torch":
         return TorchVariant(backend.name, workload, tf32)
     return GemmFloorVariant(backend, workload)
@@ -350,7 +354,7 @@ def run(args: argparse.Namespace) -> int:
         say(f"skipping {name}: {reason}")
     if device == "gpu":
         set_tf32(args.tf32)  # cuBLAS GEMMs of the CuPy variants; torch's in TorchVariant
-        if "cupy-fused" in names:
+        if {"cupy-fused", "cupy-graph"} & set(names):
             warmup()  # compile every kernel before anything is timed
     environment = report.environment(backend, tf32=args.tf32)
     say(f"gpunet bench on {environment['device_name']} ({device}): "

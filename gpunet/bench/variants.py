@@ -17,6 +17,7 @@ import numpy as np
 from .. import nn, optim
 from ..data.loader import DataLoader
 from ..nn.losses import CrossEntropyLoss
+from ..training.step import StepRunner
 
 IN_FEATURES = 784  # Fashion-MNIST images, 28 x 28
 CPU_SETTLE_SECONDS = 0.2  # > OpenBLAS's default busy-wait (2^28 cycles, ~0.1 s)
@@ -229,6 +230,67 @@ class GpunetVariant(BackendVariant):
     def last_loss(self):
         self.ops.check_errors()
         return float(self._loss)
+
+
+class StaticStepVariant(GpunetVariant):
+    """gpunet's static-buffer step (``fit(graph="auto")``): captured as a CUDA graph and
+    replayed on the GPU (``cupy-graph``), run as it is on the CPU (``numpy-static``)."""
+
+    def __init__(self, name, backend, ops, workload: Workload):
+        self.stream = (backend.xp.cuda.Stream(non_blocking=True) if backend.name == "gpu"
+                       else None)
+        self.runners = []
+        super().__init__(name, backend, ops, workload)
+
+    def details(self):
+        return {**super().details(), "captured": self.stream is not None}
+
+    @contextlib.contextmanager
+    def active(self):
+        with super().active(), (self.stream or contextlib.nullcontext()):
+            yield  # events, copies and replays all on the capture stream
+
+    def _runner(self, X, y, batch_size):
+        steps = -(-len(X) // batch_size)
+        runner = StepRunner(self.model, self.optimizer, X, y, batch_size, steps, self.stream)
+        self.runners.append(runner)
+        return runner
+
+    def _epoch_of(self, runner):
+        def epoch():
+            runner.start_epoch()
+            for step in range(runner.count):
+                runner.run(step)
+        return epoch
+
+    def step_at(self, batch_size):
+        """Full-batch steps walking an epoch of whole batches (the data repeated to fill
+        one batch where the dataset is smaller)."""
+        n = self.workload.samples
+        index = self.backend.xp.arange(max(batch_size, n - n % batch_size)) % n
+        runner = self._runner(self.X[index], self.y[index], batch_size)
+        position = [0]
+
+        def step():
+            if position[0] == 0:
+                runner.start_epoch()
+            runner.run(position[0])
+            position[0] = (position[0] + 1) % runner.count
+        return step
+
+    def epoch_at(self, batch_size):
+        epoch = self._epoch_of(self._runner(self.X, self.y, batch_size))
+        epoch()  # warm-up: the last batch's buffers (and graph) too
+        return epoch
+
+    def last_loss(self):
+        return float(self.runners[-1].last_loss) if self.runners else None
+
+    def release(self):
+        for runner in self.runners:
+            runner.close()
+        self.runners = []
+        super().release()
 
 
 class TorchVariant(Variant):

@@ -272,8 +272,9 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
     with contextlib.ExitStack() as stack:
         runner = None
         if mode != "eager":
-            runner = StepRunner(model, optimizer, X, y, loader.batch_size, len(loader),
-                                capture=mode == "graph")
+            stream = model.backend.xp.cuda.Stream(non_blocking=True) if mode == "graph" \
+                else None
+            runner = StepRunner(model, optimizer, X, y, loader.batch_size, len(loader), stream)
             stack.callback(runner.close)
             if runner.stream is not None:  # every op of the run ordered with the replays
                 stack.enter_context(runner.stream)

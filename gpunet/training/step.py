@@ -152,15 +152,17 @@ def graph_mode(graph, model, loss_fn, X, y) -> tuple[str, str]:
 
 
 class StepRunner:
-    """The static steps of a training run: one for full batches, one for a smaller last
-    batch; captured on the GPU. ``epoch`` holds what the epoch's steps record."""
+    """The static steps of a training run over ``(X, y)``: one for full batches, one for a
+    smaller last batch. With a CUDA ``stream`` they are captured on it (every other op of
+    the run must be issued on that stream too); without, they run as they are. ``epoch``
+    holds what the epoch's steps record."""
 
-    def __init__(self, model, optimizer, X, y, batch_size, steps, capture: bool):
+    def __init__(self, model, optimizer, X, y, batch_size, steps, stream=None):
         backend = model.backend
         self.epoch = EpochBuffers(backend, len(X), batch_size, steps)
         self.shuffle = batch_size < len(X)
         last = len(X) - (steps - 1) * batch_size
-        self.stream = backend.xp.cuda.Stream(non_blocking=True) if capture else None
+        self.stream = stream
         self.steps = [self._make(StaticStep(model, optimizer, X, y, rows, self.epoch))
                       for rows in dict.fromkeys((batch_size, last))]
         self.count = steps
@@ -177,6 +179,12 @@ class StepRunner:
     def run(self, step: int) -> None:
         """Run step ``step`` (0-based) of the epoch."""
         (self.steps[-1] if step == self.count - 1 else self.steps[0]).run()
+
+    @property
+    def last_loss(self):
+        """The loss of the last step run (a 0-d device array)."""
+        last = self.steps[0]
+        return (last.static if isinstance(last, CapturedStep) else last).loss
 
     def close(self) -> None:
         """Let the workspaces evict again (the graphs are dropped with the runner)."""
