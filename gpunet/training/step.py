@@ -19,6 +19,7 @@ import math
 import numpy as np
 
 from ..nn.activations import ReLU, Sigmoid, Tanh
+from ..nn.boundary import inside
 from ..nn.layers import Flatten, Linear, Sequential
 from ..nn.losses import CrossEntropyLoss
 
@@ -85,11 +86,13 @@ class StaticStep:
         """Gather, forward, loss, backward, update, record; the cursor moves on."""
         ops, epoch = self.ops, self.epoch
         ops.gather_batch(self.X, self.y, epoch.order, epoch.cursor, self.inputs, self.labels)
-        logits = self.model.forward(self.inputs)
-        if self.grad is None:
-            self.grad = self.model.backend.xp.empty_like(logits)
-        ops.softmax_cross_entropy(logits, self.labels, self.grad, out=(self.loss, self.correct))
-        self.model.backward(self.grad, input_grad=False)
+        with inside():  # the layers' own buffers, not the copies a user's call gets
+            logits = self.model.forward(self.inputs)
+            if self.grad is None:
+                self.grad = self.model.backend.xp.empty_like(logits)
+            ops.softmax_cross_entropy(logits, self.labels, self.grad,
+                                      out=(self.loss, self.correct))
+            self.model.backward(self.grad, input_grad=False)
         self.optimizer.step()
         ops.end_step(epoch.cursor, self.rows, epoch.batch_size, self.loss, self.correct,
                      epoch.losses, epoch.hits)
