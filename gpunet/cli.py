@@ -32,6 +32,7 @@ from .training.runclaim import FolderInUse, RunClaim
 from .training.schedules import CosineLR, StepLR
 from .training.fit import NonFiniteLossError, fit
 from .training.fit_state import FitState
+from .training.step import GRAPH_MODES, graph_mode
 from .demo.cli import add_parser as add_demo_parser
 
 __all__ = ["build_parser", "confusion_matrix", "format_confusion", "main"]
@@ -109,6 +110,10 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
     train.add_argument("--resume", metavar="CHECKPOINT",
                        help="continue the run saved in CHECKPOINT (its settings are reused)")
     _add_common(train)
+    train.add_argument("--graph", choices=GRAPH_MODES, default="auto",
+                       help="capture the training step as a CUDA graph: auto (on the GPU "
+                            "where the model allows it), on (an error where it cannot), off "
+                            "(default: auto)")
     train.add_argument("--no-progress", action="store_true",
                        help="no progress bar (the per-epoch lines stay)")
     train.set_defaults(func=run_train)
@@ -293,6 +298,10 @@ def _train_in(out, checkpoint, args, config, backend, resume):
         model = build_model(num_inputs, config["hidden"], config["activation"],
                             len(classes)).to(backend)
         optimizer = _make_optimizer(model, config)
+    try:  # before any output: a graph that cannot be had is a usage error
+        graph_mode(args.graph, model, CrossEntropyLoss(), *train)
+    except ValueError as exc:
+        raise UsageError(f"--graph {args.graph}: {exc}") from None
     print(_device_line(args, backend))
     print(f"model: {_describe_model(model)}")
     print("config: " + " ".join(f"{k}={v}" for k, v in config.items()))
@@ -308,7 +317,8 @@ def _train_in(out, checkpoint, args, config, backend, resume):
                       schedule=make_schedule(config["schedule"], epochs),
                       patience=config["patience"], seed=config["seed"], checkpoint=checkpoint,
                       checkpoint_meta={"config": config}, resume=resume,
-                      progress=not args.no_progress, on_epoch_end=metrics.epoch_done)
+                      progress=not args.no_progress, on_epoch_end=metrics.epoch_done,
+                      graph=args.graph)
     except BaseException as exc:
         metrics.stopped("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
         raise

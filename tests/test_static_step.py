@@ -138,3 +138,15 @@ def test_a_diverging_static_run_names_the_epoch_and_step():
     with pytest.raises(gn.NonFiniteLossError, match=r"epoch 1, step \d+ of 11"):
         gn.fit(model, gn.CrossEntropyLoss(), opt, (X, y), epochs=2, batch_size=32,
                progress=False, verbose=False)
+
+
+def test_cli_graph_on_without_a_gpu_is_a_usage_error(tmp_path, capsys):
+    from gpunet.cli import main
+
+    code = main(["train", "--dataset", "xor", "--epochs", "1", "--graph", "on", "--device",
+                 "cpu", "--out", str(tmp_path / "run"), "--no-progress"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--graph on: graph='on' needs the GPU" in err and "Traceback" not in err
+    assert main(["train", "--dataset", "xor", "--epochs", "1", "--graph", "auto", "--device",
+                 "cpu", "--out", str(tmp_path / "run2"), "--no-progress"]) == 0
