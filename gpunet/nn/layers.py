@@ -46,10 +46,11 @@ class Linear(Module):
         self.reset_weight(init or "kaiming")
         self._x = None
 
-    def reset_weight(self, init):
-        """Redraw the weight with the scheme ``init`` (``"kaiming"`` or ``"xavier"``)."""
+    def reset_weight(self, init, rng=None):
+        """Redraw the weight with the scheme ``init`` (``"kaiming"`` or ``"xavier"``) from the
+        NumPy generator ``rng`` (default: the backend's, seeded by ``gn.manual_seed``)."""
         self.init = init
-        values = _init.SCHEMES[init](self.weight.shape, self.backend.host_rng)
+        values = _init.SCHEMES[init](self.weight.shape, rng or self.backend.host_rng)
         self.weight.data[...] = self.backend.asarray(values, dtype=self.dtype)
 
     def config(self):
