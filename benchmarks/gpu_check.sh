@@ -43,7 +43,7 @@ esac
 TOTAL_S=330  # + at most 10 s to stop the last stage, + the summary: under 6 minutes
 declare -A BUDGET=([probe]=25 [tests]=105 [canary]=20 [memcheck]=45 [racecheck]=35
                    [kernels]=40 [sweep]=60)
-VARIANTS=(--variants cupy-fused cupy-unfused torch gemm-floor)
+VARIANTS=(--variants cupy-fused cupy-graph cupy-unfused torch gemm-floor)
 SWEEP=(--device gpu "${VARIANTS[@]}" --batch-sizes 32 256 4096 65536 --quick --warmup 5)
 SWEEP_FILES=(bench.json bench.md)
 TESTS=(tests --ignore=tests/test_packaging.py --ignore=tests/test_fashion_mnist.py)
