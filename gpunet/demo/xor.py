@@ -116,8 +116,8 @@ def _boundary(ax, model, title):
         np.float64)
     p = 1 / (1 + np.exp(logits[:, 0] - logits[:, 1]))  # softmax of two classes
     p = p.reshape(gx.shape)
-    shade = ax.imshow(p, extent=(grid[0], grid[-1], grid[0], grid[-1]), origin="lower",
-                      cmap="RdBu_r", vmin=0, vmax=1)
+    # 21 bands, 1/2 in the middle of one: p = 1/2 + rounding noise is one colour
+    shade = ax.contourf(gx, gy, p, levels=np.linspace(0, 1, 22), cmap="RdBu_r")
     if p.min() < 0.49 and p.max() > 0.51:  # a boundary, not rounding noise around 1/2
         ax.contour(gx, gy, p, levels=[0.5], colors="k", linewidths=1.5)
     X, y = xor()
@@ -137,7 +137,7 @@ def plot(result, path):
     shade = _boundary(axes[0], result.linear_model,
                       f"linear model: loss {result.linear_loss:.3f}, "
                       f"accuracy {result.linear_accuracy:.0%}\n(p = 1/2 everywhere)")
-    fig.colorbar(shade, ax=axes[0], label="p(class 1)")
+    fig.colorbar(shade, ax=axes[0], label="p(class 1)", ticks=np.linspace(0, 1, 5))
     shown = {r.seed: r for r in result.runs}
     for ax, seeds, what in ((axes[1], result.solved, "solved"),
                             (axes[2], result.failed, "failed")):
