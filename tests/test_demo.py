@@ -10,6 +10,8 @@ import gpunet as gn
 from gpunet import demo
 from gpunet.cli import main
 from gpunet.demo import backprop, plotting
+from gpunet.demo import cli as demo_cli
+from gpunet.demo.common import DemoResult
 from test_cli import _error  # exit 2, an "error:" line with the message, no traceback
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -161,6 +163,20 @@ def test_command_prints_the_conclusion_and_writes_the_figure(tmp_path, capsys):
     assert "training loss after 10 epochs" in out
     assert f"wrote {out_dir / 'descent.png'}" in out
     assert (out_dir / "descent.png").read_bytes()[:8] == PNG
+
+
+def test_all_runs_every_demo_in_order(capsys, monkeypatch):
+    ran = []
+
+    def fake_run(name, out, *, device, fast):
+        ran.append((name, out, fast))
+        return DemoResult(conclusion=[f"{name} done"], seconds=0.5)
+    monkeypatch.setattr(demo_cli, "run", fake_run)
+    assert main(["demo", "all", "--fast", "--no-figure"]) == 0
+    assert ran == [(name, None, True) for name in demo.DEMOS]
+    headers = [line.split()[1] for line in capsys.readouterr().out.splitlines()
+               if line.startswith("== ")]
+    assert headers == list(demo.DEMOS)
 
 
 def test_no_figure_and_missing_matplotlib_still_print_the_numbers(tmp_path, capsys,
