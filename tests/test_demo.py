@@ -122,6 +122,19 @@ def test_batch_size_is_chosen_on_the_validation_set(fashion_mnist_on_disk, figur
     _check_figure(result, figures, "batch-size")
 
 
+def test_batch_size_on_a_gpu_also_reports_throughput(tmp_path):
+    from gpunet.demo.batch_size import BatchSizeResult, Trial, _conclusion, plot
+    trials = [Trial(16, 0.00625, 0.80, 0.2, 50_000.0), Trial(128, 0.05, 0.82, 0.025, 400_000.0),
+              Trial(1024, 0.4, None, None, None)]  # the last one diverged
+    result = BatchSizeResult(trials=trials, device="gpu", train_samples=10_000)
+    lines = _conclusion(result, {"epochs": 2})
+    assert "82.0%, diverged; chosen: 128" in lines[0]
+    assert lines[1].endswith("samples/s: 50,000, 400,000")
+    if _has_matplotlib():
+        figure = plot(result, tmp_path / "batch-size.png")
+        assert figure.read_bytes()[:8] == PNG
+
+
 def _printed(out, name):
     """The value printed on the step line that starts with ``name``."""
     line = next(l for l in out.splitlines() if l.strip().startswith(name + " "))

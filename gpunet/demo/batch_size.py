@@ -129,7 +129,9 @@ def plot(result, path):
     axes[0].plot([best.batch_size], [100 * best.val_accuracy], "*", color="tab:red",
                  markersize=16, label=f"chosen: {best.batch_size}")
     axes[0].set_ylabel("validation accuracy (%)")
-    axes[0].set_title("validation accuracy (lr ∝ batch)", fontsize=10)
+    diverged = [str(t.batch_size) for t in result.trials if t.val_accuracy is None]
+    axes[0].set_title("validation accuracy (lr ∝ batch)"
+                      + (f"; diverged at {', '.join(diverged)}" if diverged else ""), fontsize=10)
     axes[1].plot(sizes, [t.epoch_seconds for t in done], "o-")
     axes[1].set_yscale("log")
     axes[1].set_ylabel("seconds per epoch")
