@@ -216,7 +216,10 @@ def test_bad_arguments_are_errors_that_say_what_was_expected(tmp_path, capsys):
     if _has_matplotlib():  # without it no figure is written and --out is not used
         a_file = tmp_path / "file.txt"
         a_file.write_text("x")
-        _error(capsys, ["demo", "backprop", "--out", str(a_file)], "--out expects a folder")
+        _error(capsys, ["demo", "backprop", "--out", str(a_file)],
+               "expected the folder for the figures (--out), got")
+        assert main(["demo", "xor", "--out", str(a_file)]) == 2
+        assert "==" not in capsys.readouterr().out  # refused before any demo ran
         _error(capsys, ["demo", "backprop", "--out", str(a_file / "sub")], "cannot create")
     _error(capsys, ["demo", "xor", "--device", "tpu"], "invalid choice: 'tpu'")
     if not gn.gpu_status()[0]:

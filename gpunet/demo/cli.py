@@ -58,6 +58,8 @@ def run_command(args) -> int:
         except plotting.MatplotlibMissing as exc:
             print(f"gpunet demo: no figure: {exc}; the numbers follow", file=sys.stderr)
             out = None
+        else:
+            plotting.output_folder(out)  # a bad --out fails before anything runs
     for i, name in enumerate(names):
         if i:
             print()

@@ -35,16 +35,15 @@ def output_folder(out) -> Path:
     """``out`` as a folder that exists and can be written, created if missing; a ValueError
     that says what was expected and what was found otherwise."""
     path = Path(out)
+    what = "the folder for the figures (--out)"
     if path.exists() and not path.is_dir():
-        raise ValueError(f"--out expects a folder, got {out!s}, which is a file")
+        raise ValueError(f"expected {what}, got {out!s}, which is a file")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ValueError(f"--out {out!s}: cannot create the folder ({exc.strerror or exc})") \
-            from None
+        raise ValueError(f"cannot create {what} {out!s}: {exc.strerror or exc}") from None
     if not os.access(path, os.W_OK | os.X_OK):
-        raise ValueError(f"--out expects a folder this user can write to, got {out!s} "
-                         f"(not writable)")
+        raise ValueError(f"expected {what} to be writable, got {out!s}, which is not")
     return path
 
 
