@@ -40,3 +40,110 @@ def test_check_holds_finds_an_optimizer_of_another_model():
         opt.check_holds(new)
     partial = gn.optim.SGD(list(new.parameters())[:2], lr=0.1)  # training a part is fine
     partial.check_holds(new)
+
+
+def _blobs(rng, n=120, scale=1.0):
+    y = rng.integers(0, 3, n)
+    X = (rng.standard_normal((n, 4)) + 2 * np.eye(4)[y]).astype(np.float32) * scale
+    return X, y
+
+
+def test_fit_refuses_an_optimizer_made_for_another_model(rng):
+    X, y = _blobs(rng)
+    old, new = _model(), _model()
+    opt = gn.optim.SGD(old.parameters(), lr=0.1)   # a notebook cell run again made `new`
+    with pytest.raises(ValueError, match="does not update this model"):
+        gn.fit(new, gn.CrossEntropyLoss(), opt, (X, y), epochs=1, verbose=False)
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_fit_takes_a_dataloader_as_train(rng, shuffle):
+    X, y = _blobs(rng)
+    model = _model()
+    opt = gn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    loader = gn.DataLoader(X, y, batch_size=25, shuffle=shuffle)
+    history = gn.fit(model, gn.CrossEntropyLoss(), opt, loader, epochs=8, verbose=False)
+    assert opt.step_count == 8 * 5                  # 120 samples in batches of 25
+    assert history["train_accuracy"][-1] > 0.8
+    with pytest.raises(ValueError, match="DataLoader with batch_size=25, and fit got "
+                                         "batch_size=64"):
+        gn.fit(model, gn.CrossEntropyLoss(), opt, loader, batch_size=64, verbose=False)
+
+
+def test_binary_classification_reports_accuracy(rng):
+    X, _ = _blobs(rng)
+    t = (X[:, 0] > X[:, 1]).astype(np.float32)     # targets of shape (n,) for logits (n, 1)
+    model = gn.Sequential(gn.Linear(4, 8), gn.Tanh(), gn.Linear(8, 1))
+    opt = gn.optim.Adam(model.parameters(), lr=0.05)
+    history = gn.fit(model, gn.BCEWithLogitsLoss(), opt, (X, t), val=(X[:40], t[:40]),
+                     epochs=30, batch_size=30, verbose=False)
+    assert history["train_accuracy"][-1] > 0.9 and history["val_accuracy"][-1] > 0.9
+    result = gn.evaluate(model, X, t, gn.BCEWithLogitsLoss())
+    expected = np.mean((gn.predict(model, X)[:, 0] > 0) == (t > 0.5))
+    assert result.accuracy == pytest.approx(expected)
+
+
+def _caught(fn):
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fn()
+    return [w for w in caught if "look unscaled" in str(w.message)]
+
+
+def test_fit_warns_once_about_unscaled_float_images(rng):
+    X, y = _blobs(rng)
+    images = (np.clip(X, 0, 1) * 255).round()      # float images in 0..255, never scaled
+
+    def train(data):
+        model = _model()
+        opt = gn.optim.SGD(model.parameters(), lr=0.01)
+        gn.fit(model, gn.CrossEntropyLoss(), opt, (data, y), epochs=2, verbose=False)
+
+    warned = _caught(lambda: train(images))
+    assert len(warned) == 1 and "reach 255" in str(warned[0].message)
+    assert "X / 255" in str(warned[0].message)
+    assert not _caught(lambda: train(images / 255))
+    assert not _caught(lambda: train(images.astype(np.uint8)))   # fit scales uint8 itself
+
+
+class _Terminal:
+    def __init__(self):
+        self.text = ""
+
+    def isatty(self):
+        return True
+
+    def write(self, s):
+        self.text += s
+
+    def flush(self):
+        pass
+
+
+@pytest.mark.parametrize("columns", [200, 60, 30])
+def test_the_progress_bar_never_wraps_so_its_rate_is_read_whole(columns):
+    from gpunet.training.progress import ProgressBar, format_rate
+    term = _Terminal()
+    bar = ProgressBar(422, "epoch 1/20 ", stream=term, columns=columns)
+    bar.update(120, loss="0.4123", acc="85.10%", rate=format_rate(24297))
+    bar.update(240, loss="0.4001", acc="86.00%", rate=format_rate(24301))
+    drawn = [part for part in term.text.split("\r") if part]
+    assert all(len(part) <= columns - 1 for part in drawn)
+    assert drawn[-1].startswith("epoch 1/20 ")
+    if columns == 200:
+        assert "[###" in drawn[-1] and drawn[-1].endswith("rate 24.3k samples/s")
+    else:  # no bar graphic, and no number cut short: a field is shown whole or not at all
+        assert "#" not in drawn[-1] and ("rate" not in drawn[-1]
+                                         or drawn[-1].endswith("rate 24.3k samples/s"))
+
+
+def test_a_dataloader_with_drop_last_averages_over_the_samples_it_trained_on(rng):
+    X, y = _blobs(rng, n=110)
+    model = _model()
+    opt = gn.optim.SGD(model.parameters(), lr=0.0)   # no learning: every step sees one model
+    loader = gn.DataLoader(X, y, batch_size=25, drop_last=True, shuffle=False)
+    history = gn.fit(model, gn.CrossEntropyLoss(), opt, loader, epochs=1, verbose=False)
+    assert opt.step_count == 4
+    loss = gn.evaluate(model, X[:100], y[:100], gn.CrossEntropyLoss()).loss
+    assert history["train_loss"][0] == pytest.approx(loss, rel=1e-5)

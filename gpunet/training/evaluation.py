@@ -7,6 +7,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..data.loader import resolve_batch_size
+from ..nn.boundary import inside
 from .inputs import FloatInput, check_class_labels, check_finite, evaluation_mode, on_device
 
 EVAL_BATCH_SIZE = 1024
@@ -14,7 +15,8 @@ EVAL_BATCH_SIZE = 1024
 
 class Evaluation(NamedTuple):
     """Mean loss (None without a loss function) and accuracy (None unless the targets are
-    class labels) over a dataset."""
+    class labels, or the loss counts correct predictions, as BCEWithLogitsLoss does: a logit
+    above 0 predicts 1) over a dataset."""
 
     loss: float | None
     accuracy: float | None
@@ -30,10 +32,13 @@ def _is_class_labels(outputs, y):
 
 
 def _outputs(model, X, batch_size):
-    """``(start, stop, outputs)`` per batch of ``X`` (outputs are reused buffers)."""
+    """``(start, stop, outputs)`` per batch of ``X`` (outputs are reused buffers: each is
+    used before the next batch runs)."""
     to_input = FloatInput(model)
     for start, stop in _batches(len(X), batch_size):
-        yield start, stop, model(to_input(X[start:stop]))
+        with inside():
+            outputs = model(to_input(X[start:stop]))
+        yield start, stop, outputs
 
 
 def evaluate(model, X, y, loss_fn=None, batch_size=EVAL_BATCH_SIZE) -> Evaluation:
@@ -53,21 +58,23 @@ def evaluate_on_device(model, X, y, loss_fn, batch_size):
     xp = model.backend.xp
     loss_sum = xp.zeros((), dtype=np.float64)
     correct = xp.zeros((), dtype=np.int64)
-    classes = True
+    counted = True  # whether every batch's correct predictions were counted
     with evaluation_mode(model):
         for start, stop, outputs in _outputs(model, X, batch_size):
             yb = y[start:stop]
-            classes = _is_class_labels(outputs, yb)
+            batch_correct = None
             if loss_fn is not None:
                 loss_sum += loss_fn(outputs, yb) * (stop - start)
-            batch_correct = getattr(loss_fn, "last_correct", None)
-            if batch_correct is None and classes:
+                batch_correct = getattr(loss_fn, "last_correct", None)
+            if batch_correct is None and _is_class_labels(outputs, yb):
                 batch_correct = xp.count_nonzero(outputs.argmax(axis=1) == yb)
-            if batch_correct is not None:
+            if batch_correct is None:
+                counted = False
+            else:
                 correct += batch_correct
     model.backend.ops.check_errors()
     loss = float(loss_sum) / len(X) if loss_fn is not None else None
-    return Evaluation(loss, int(correct) / len(X) if classes else None)
+    return Evaluation(loss, int(correct) / len(X) if counted else None)
 
 
 def predict(model, X, batch_size=EVAL_BATCH_SIZE):

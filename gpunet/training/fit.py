@@ -18,12 +18,16 @@ from ..backend import manual_seed, to_numpy
 from .checkpoint import Checkpoint, load, save
 from .fit_state import META_KEY, FitState
 from .evaluation import EVAL_BATCH_SIZE, Evaluation, evaluate_on_device
-from .inputs import FloatInput, checked, pair
+from .inputs import FloatInput, batching, checked, pair, warn_if_unscaled
 from .history import History, format_epoch, format_numbers
 from ..data.loader import DataLoader
 from ..checks import check_positive_int
-from .progress import ProgressBar
+from .progress import ProgressBar, format_rate
+from ..nn.boundary import inside
 from .step import StepRunner, graph_mode
+
+
+BATCH_SIZE = 128  # fit's default batch size
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -71,7 +75,8 @@ class _EpochMeter:
             self.losses = xp.zeros(steps, dtype=np.float64)
             self.correct = xp.zeros(steps, dtype=np.int64) if self.counts_correct else None
         self.sizes = np.full(steps, loader.batch_size, dtype=np.int64)
-        self.sizes[-1] = loader.num_samples - (steps - 1) * loader.batch_size
+        self.sizes[-1] = min(loader.batch_size,  # smaller unless drop_last dropped the rest
+                             loader.num_samples - (steps - 1) * loader.batch_size)
         self.read_steps = 0
         self.loss_sum = 0.0
         self.correct_sum = 0
@@ -129,13 +134,14 @@ def _train_epoch(model, loss_fn, optimizer, loader, to_input, epoch, epochs, pro
     steps = (_static_steps(runner) if runner is not None
              else _eager_steps(model, loss_fn, optimizer, loader, to_input, meter))
     try:
-        for step in steps:
-            if bar.due():
-                meter.read(step + 1)
-                loss_mean, accuracy = meter.summary()
-                rate = meter.sizes[:step + 1].sum() / (time.perf_counter() - started)
-                bar.update(step + 1, **format_numbers(loss_mean, accuracy),
-                           rate=f"{rate:,.0f} samples/s")
+        with inside():  # the library's own calls: buffers reused, no copies handed out
+            for step in steps:
+                if bar.due():
+                    meter.read(step + 1)
+                    loss_mean, accuracy = meter.summary()
+                    rate = meter.sizes[:step + 1].sum() / (time.perf_counter() - started)
+                    bar.update(step + 1, **format_numbers(loss_mean, accuracy),
+                               rate=format_rate(rate))
         meter.read(len(loader))
     finally:
         bar.close()
@@ -208,15 +214,18 @@ def _resume(resume, model, optimizer, seed):
 
 
 def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
-        batch_size=128, schedule=None, patience=None, seed=None, checkpoint=None,
+        batch_size=BATCH_SIZE, schedule=None, patience=None, seed=None, checkpoint=None,
         checkpoint_meta=None, resume=None, progress=True, verbose=True,
         on_epoch_end=None, graph="auto") -> History:
-    """Train ``model`` on ``train=(X, y)`` for ``epochs`` epochs; return a :class:`History`.
+    """Train ``model`` on ``train=(X, y)`` (or a :class:`~gpunet.DataLoader`, which brings
+    its batch size, shuffling and drop_last) for ``epochs`` epochs; return a
+    :class:`History`. ``optimizer`` must update this model's parameters.
 
     - ``val=(X, y)``, or ``val_split`` (a fraction of ``train`` held out with a permutation
       fixed by ``seed``): evaluated after every epoch.
     - ``batch_size``: samples per step (``None``: full batch). uint8 images are scaled to
-      [0, 1] on the device, batch by batch.
+      [0, 1] on the device, batch by batch; float inputs beyond +-10 get a warning (they
+      look unscaled).
     - ``schedule(base_lr, epoch) -> lr`` (e.g. :class:`gpunet.schedules.CosineLR`) sets
       ``optimizer.lr`` before each epoch from the optimizer's learning rate at the start.
     - ``patience``: stop after that many epochs without a lower validation loss (training
@@ -245,10 +254,12 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
     """
     epochs = check_positive_int(epochs, "epochs")
     X, y = pair(train, "train")
+    batch_size, shuffle, drop_last = batching(train, batch_size, BATCH_SIZE)
     if optimizer.backend is not model.backend:
         raise ValueError(f"the optimizer's parameters are on {optimizer.backend.name}, the "
                          f"model is on {model.backend.name}: create the optimizer after "
                          f"model.to(...)")
+    optimizer.check_holds(model)
     if val is not None and val_split:
         raise ValueError("pass either val=(X, y) or val_split, not both")
     checkpoint_meta = dict(checkpoint_meta or {})
@@ -261,12 +272,19 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
                          f"epochs > {state.epoch} to train further")
     history, seed = state.history, state.seed
     X, y = checked(model, loss_fn, X, y, "train")  # before the split: rows as given
+    warn_if_unscaled(X, "train")
     if val_split:
         (X, y), val = _split(model, X, y, val_split, seed)
     elif val is not None:
         val = checked(model, loss_fn, *pair(val, "val"), "val")
-    loader = DataLoader(X, y, batch_size, shuffle=True, device=model.backend)
+    loader = DataLoader(X, y, batch_size, shuffle=shuffle, drop_last=drop_last,
+                        device=model.backend)
     mode, why = graph_mode(graph, model, loss_fn, X, y)
+    if mode != "eager" and (drop_last or not shuffle):  # the static step shuffles, keeps all
+        if graph == "on":
+            raise ValueError("graph='on' cannot run a DataLoader with shuffle=False or "
+                             "drop_last=True; use graph='auto' or 'off'")
+        mode, why = "eager", "the DataLoader has shuffle=False or drop_last=True"
     if verbose and model.backend.name == "gpu" and graph != "off":
         print(f"graph: {'on' if mode == 'graph' else 'off'} ({why})", flush=True)
     with contextlib.ExitStack() as stack:

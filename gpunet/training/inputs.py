@@ -5,17 +5,53 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 
 import numpy as np
+
+from ..data.loader import DataLoader
+
+#: Float inputs reaching beyond this look unscaled (fit warns): images in 0..255, raw units.
+UNSCALED = 10.0
 
 from ..ops.workspace import Workspace
 
 
 def pair(data, name):
-    """``data`` as an ``(X, y)`` pair, or a TypeError naming ``name``."""
+    """``data`` as an ``(X, y)`` pair (a :class:`DataLoader`: its arrays), or a TypeError
+    naming ``name``."""
+    if isinstance(data, DataLoader):
+        return data.X, data.y
     if not isinstance(data, (tuple, list)) or len(data) != 2:
-        raise TypeError(f"{name} must be a pair (X, y) of arrays, got {type(data).__name__}")
+        raise TypeError(f"{name} must be a pair (X, y) of arrays or a gpunet.DataLoader, got "
+                        f"{type(data).__name__}")
     return data
+
+
+def batching(train, batch_size, default):
+    """``(batch_size, shuffle, drop_last)`` of fit's epochs: a DataLoader given as ``train``
+    brings its own; a ``batch_size`` other than ``default`` and the loader's is an error."""
+    if not isinstance(train, DataLoader):
+        return batch_size, True, False
+    if batch_size not in (default, train.batch_size):
+        raise ValueError(f"train is a DataLoader with batch_size={train.batch_size}, and fit "
+                         f"got batch_size={batch_size!r}: leave fit's batch_size out (the "
+                         f"loader's is used) or make the two agree")
+    return train.batch_size, train.shuffle, train.drop_last
+
+
+def warn_if_unscaled(X, what):
+    """Warn when float inputs look unscaled (beyond +-:data:`UNSCALED`): images in 0..255
+    train to chance. Two reductions and one host sync, once per call of fit."""
+    if X.dtype.kind != "f" or X.size == 0:
+        return
+    peak = max(float(X.max()), -float(X.min()))
+    if peak > UNSCALED:
+        warnings.warn(
+            f"{what} inputs reach {peak:g}: they look unscaled, and a network trains on inputs "
+            f"of order 1. Scale images in 0..255 to [0, 1] (X / 255, gpunet.datasets.to_float, "
+            f"or pass the uint8 images, which fit scales itself); standardise other features "
+            f"(mean 0, standard deviation 1)", UserWarning, stacklevel=3)
 
 
 class FloatInput:

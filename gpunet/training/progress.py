@@ -5,6 +5,7 @@ only the one-line epoch summaries.
 """
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 
@@ -12,15 +13,20 @@ _WIDTH = 24
 
 
 class ProgressBar:
-    """``[#######.........]  120/469  loss 0.4123  acc 85.1%  21.3k samples/s``.
+    """``[#######.........]  120/469  loss 0.4123  acc 85.1%  rate 21.3k samples/s``.
 
     ``update(done, **numbers)`` redraws (``done`` steps of ``total``); ``close()`` wipes the
     line. ``interval`` (seconds) is how often the caller should read numbers from the device
-    for an update: see :meth:`due`.
+    for an update: see :meth:`due`. The line never wraps (a wrapped line cannot be redrawn
+    in place, and the terminal then shows the tail of the last one among the new): on a
+    narrow terminal (``columns``, default: the terminal's width) the bar graphic goes
+    first, then the line is cut.
     """
 
-    def __init__(self, total, prefix="", *, stream=None, enabled=True, interval=0.25):
+    def __init__(self, total, prefix="", *, stream=None, enabled=True, interval=0.25,
+                 columns=None):
         self.total = total
+        self.columns = columns
         self.prefix = prefix
         self.stream = sys.stderr if stream is None else stream
         self.enabled = bool(enabled) and _is_terminal(self.stream)
@@ -37,9 +43,15 @@ class ProgressBar:
             return
         self._last = time.monotonic()
         filled = _WIDTH * done // max(self.total, 1)
-        bar = "#" * filled + "." * (_WIDTH - filled)
-        fields = "  ".join(f"{k} {v}" for k, v in numbers.items())
-        line = f"{self.prefix}[{bar}] {done:>{len(str(self.total))}}/{self.total}  {fields}"
+        bar = "[" + "#" * filled + "." * (_WIDTH - filled) + "] "
+        fields = [f"{k} {v}" for k, v in numbers.items()]
+        head = f"{self.prefix}{done:>{len(str(self.total))}}/{self.total}"
+        room = (self.columns or shutil.get_terminal_size().columns) - 1
+        line = "  ".join([f"{self.prefix}{bar}{head[len(self.prefix):]}", *fields])
+        if len(line) > room:  # drop the bar, then whole fields from the end, then cut
+            while fields and len("  ".join([head, *fields])) > room:
+                fields.pop()
+            line = "  ".join([head, *fields])[:room]
         self.stream.write("\r" + line.ljust(self._drawn))
         self.stream.flush()
         self._drawn = len(line)
@@ -57,3 +69,12 @@ def _is_terminal(stream) -> bool:
         return bool(isatty and isatty())
     except ValueError:  # a closed stream
         return False
+
+
+def format_rate(samples_per_s) -> str:
+    """A throughput in three significant figures: ``"950 samples/s"``, ``"24.3k samples/s"``."""
+    if samples_per_s >= 1e6:
+        return f"{samples_per_s / 1e6:.3g}M samples/s"
+    if samples_per_s >= 1e3:
+        return f"{samples_per_s / 1e3:.3g}k samples/s"
+    return f"{samples_per_s:.3g} samples/s"
