@@ -147,3 +147,13 @@ def test_a_dataloader_with_drop_last_averages_over_the_samples_it_trained_on(rng
     assert opt.step_count == 4
     loss = gn.evaluate(model, X[:100], y[:100], gn.CrossEntropyLoss()).loss
     assert history["train_loss"][0] == pytest.approx(loss, rel=1e-5)
+
+
+def test_class_names_are_public():
+    names = gn.datasets.FASHION_MNIST_CLASSES
+    assert len(names) == 10 and names[0] == "T-shirt/top" and names[9] == "Ankle boot"
+    assert gn.datasets.class_names("fashion-mnist") == names
+    assert gn.datasets.class_names("mnist")[7] == "7"
+    assert gn.datasets.class_names("spirals") == ("0", "1")
+    with pytest.raises(ValueError, match="unknown dataset 'cifar'"):
+        gn.datasets.class_names("cifar")

@@ -30,8 +30,9 @@ from .idx import IDXError, decompress, is_gzip, parse_idx
 from .toy_data import sine, spirals, xor
 
 __all__ = [
-    "DATASETS", "DataFile", "DatasetError", "DatasetSpec", "IDXError", "cache_dir",
-    "fashion_mnist", "load", "mnist", "search_dirs", "sine", "spirals", "to_float", "xor",
+    "DATASETS", "DataFile", "DatasetError", "DatasetSpec", "FASHION_MNIST_CLASSES", "IDXError",
+    "MNIST_CLASSES", "cache_dir", "class_names", "fashion_mnist", "load", "mnist",
+    "search_dirs", "sine", "spirals", "to_float", "xor",
 ]
 
 DOWNLOAD_TIMEOUT_S = 60
@@ -117,6 +118,25 @@ DATASETS = {
                  "https://storage.googleapis.com/cvdf-datasets/mnist/"),
     ),
 }
+
+
+#: Fashion-MNIST's class names, indexed by label: ``FASHION_MNIST_CLASSES[y]``.
+FASHION_MNIST_CLASSES = DATASETS["fashion-mnist"].classes
+#: MNIST's class names (the digits as strings), indexed by label.
+MNIST_CLASSES = DATASETS["mnist"].classes
+#: The toy classification problems' classes (labels 0 and 1).
+TOY_CLASSES = {"xor": ("0", "1"), "spirals": ("0", "1")}
+
+
+def class_names(name: str) -> tuple[str, ...]:
+    """The class names of dataset ``name`` (``"fashion-mnist"``, ``"mnist"``, ``"xor"``,
+    ``"spirals"``), indexed by label: ``class_names("fashion-mnist")[predicted]``."""
+    if name in TOY_CLASSES:
+        return TOY_CLASSES[name]
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}, expected one of "
+                         f"{sorted(DATASETS) + sorted(TOY_CLASSES)}")
+    return DATASETS[name].classes
 
 
 def cache_dir() -> Path:
