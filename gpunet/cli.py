@@ -134,6 +134,14 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
 
             bench.add_arguments(bench_cmd)
             bench_cmd.set_defaults(func=bench.run)
+        speedrun_cmd = commands.add_parser("speedrun", help="time to 89.5%% test accuracy on "
+                                           "Fashion-MNIST, gpunet against PyTorch")
+        if _command_of(sys.argv[1:] if argv is None else argv) == "speedrun":
+            from .bench import speedrun
+
+            speedrun.add_arguments(speedrun_cmd)
+            _add_data_options(speedrun_cmd)
+            speedrun_cmd.set_defaults(func=speedrun.run)
     add_demo_parser(commands)
     return parser
 
@@ -144,15 +152,19 @@ def _command_of(argv):
 
 
 def _add_common(parser):
+    _add_data_options(parser)
+    parser.add_argument("--max-params", type=positive_int, metavar="N",
+                        help=f"the most parameters a checkpoint to read may declare "
+                             f"(default: {DEFAULT_LIMITS.max_parameters:,})")
+
+
+def _add_data_options(parser):
     parser.add_argument("--data-dir", metavar="DIR",
                         help="folder holding the dataset's IDX files (searched first)")
     parser.add_argument("--no-download", action="store_true",
                         help="fail instead of downloading a missing dataset")
     parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
                         help="default: auto (the GPU when one answers)")
-    parser.add_argument("--max-params", type=positive_int, metavar="N",
-                        help=f"the most parameters a checkpoint to read may declare "
-                             f"(default: {DEFAULT_LIMITS.max_parameters:,})")
 
 
 # -- data and model ---------------------------------------------------------------------

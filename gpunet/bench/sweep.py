@@ -120,27 +120,35 @@ def variant_unavailable(name: str, device: str) -> str | None:
         except ImportError as exc:
             return f"the fused CuPy ops do not import ({exc})"
     if name == "torch":
-        try:
-            import torch
-        except ImportError:
-            return "PyTorch is not installed (pip install torch)"
-        if device == "gpu" and not torch.cuda.is_available():
-            return f"this PyTorch {torch.__version__} has no CUDA device"
+        return torch_unavailable(device)
     return None
 
 
-def choose_variants(requested, device) -> tuple[list[str], dict[str, str]]:
+def torch_unavailable(device: str) -> str | None:
+    """Why PyTorch cannot run on ``device``, or None when it can."""
+    try:
+        import torch
+    except ImportError:
+        return "PyTorch is not installed (pip install torch)"
+    if device == "gpu" and not torch.cuda.is_available():
+        return f"this PyTorch {torch.__version__} has no CUDA device"
+    return None
+
+
+def choose_variants(requested, device, devices=VARIANT_DEVICES,
+                    unavailable=variant_unavailable) -> tuple[list[str], dict[str, str]]:
     """The variants to run and the reasons others were skipped; an explicitly requested
-    variant that cannot run is an error."""
-    names = list(dict.fromkeys(requested)) if requested else list(VARIANTS)
+    variant that cannot run is an error. ``devices`` maps every variant to the devices it
+    runs on, ``unavailable(name, device)`` says why one cannot (the speedrun has its own)."""
+    names = list(dict.fromkeys(requested)) if requested else list(devices)
     chosen, skipped = [], {}
     for name in names:
-        reason = variant_unavailable(name, device)
+        reason = unavailable(name, device)
         if reason is None:
             chosen.append(name)
         elif requested:
             raise BenchError(f"variant {name!r} cannot run: {reason}")
-        elif device in VARIANT_DEVICES[name]:
+        elif device in devices[name]:
             skipped[name] = reason
     return chosen, skipped
 
