@@ -4,13 +4,16 @@ import numpy as np
 import pytest
 
 import gpunet as gn
-from gpunet.nn.registry import LAYERS
+from gpunet.nn.registry import LAYERS, is_builtin
 
 
 @pytest.fixture(autouse=True)
 def registry():
-    """Each test's registrations are undone afterwards."""
+    """Each test starts with the built-in layers only (the README's examples register a Swish
+    of their own); its registrations are undone afterwards."""
     saved = dict(LAYERS)
+    for name in [name for name in LAYERS if not is_builtin(name)]:
+        del LAYERS[name]
     yield
     LAYERS.clear()
     LAYERS.update(saved)

@@ -157,3 +157,20 @@ def test_class_names_are_public():
     assert gn.datasets.class_names("spirals") == ("0", "1")
     with pytest.raises(ValueError, match="unknown dataset 'cifar'"):
         gn.datasets.class_names("cifar")
+
+
+def test_the_readme_set_up_command_installs_what_draws_curves_png():
+    import re
+    import tomllib
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    first = re.search(r"## Two commands\n+```bash\n(.*)\n", readme).group(1)
+    extras = re.search(r'pip install -e "\.\[([\w,]+)\]"', first).group(1).split(",")
+    optional = tomllib.loads((root / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    installed = [dep for extra in extras for dep in optional[extra]]
+    assert "gpunet train" in first
+    assert any(dep.startswith("matplotlib") for dep in installed), (
+        f"the README's set-up installs {installed}: no matplotlib, so the first "
+        f"`gpunet train` skips curves.png")
