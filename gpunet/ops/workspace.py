@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-SHAPES_PER_NAME = 4
+SHAPES_PER_NAME = 8  # e.g. the ops' per-layer bias partials at two batch shapes
 
 
 class Workspace:
