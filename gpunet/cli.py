@@ -174,11 +174,11 @@ def load_data(name, data_dir, download, seed):
         make = TOY_DATASETS[name]
         train = make(TOY_SIZES[0], noise=0.1, seed=seed)
         test = make(TOY_SIZES[1], noise=0.1, seed=seed + 1)
-        return train, test, ("0", "1")
+        return train, test, datasets.class_names(name)
     if data_dir is not None and not os.path.isdir(data_dir):
         raise UsageError(f"--data-dir {data_dir} is not a folder")
     train, test = datasets.load(name, root=data_dir, download=download)
-    return train, test, datasets.DATASETS[name].classes
+    return train, test, datasets.class_names(name)
 
 
 def build_model(num_inputs, hidden, activation, num_classes):

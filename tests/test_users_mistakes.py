@@ -174,3 +174,18 @@ def test_the_readme_set_up_command_installs_what_draws_curves_png():
     assert any(dep.startswith("matplotlib") for dep in installed), (
         f"the README's set-up installs {installed}: no matplotlib, so the first "
         f"`gpunet train` skips curves.png")
+
+
+def test_gpunet_eval_names_fashion_mnist_classes(tmp_path, capsys):
+    from gpunet.cli import main
+    try:
+        gn.datasets.fashion_mnist(download=False)
+    except gn.datasets.DatasetError as exc:
+        pytest.skip(f"Fashion-MNIST not on disk: {exc}")
+    model = gn.Sequential(gn.Flatten(), gn.Linear(784, 10))
+    gn.save(tmp_path / "c.npz", model, epoch=1, config={"dataset": "fashion-mnist", "seed": 0})
+    assert main(["eval", str(tmp_path / "c.npz"), "--device", "cpu", "--no-download"]) == 0
+    rows = capsys.readouterr().out.split("recall)\n")[1].splitlines()[1:]
+    import re
+    assert [re.match(r"\s*(.*?)\s+\d", row).group(1) for row in rows] == [
+        name[:11] for name in gn.datasets.FASHION_MNIST_CLASSES]
