@@ -162,3 +162,13 @@ def test_gpunet_imports_without_sklearn_and_gpunet_sklearn_says_how_to_install()
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert 'pip install "scikit-learn>=1.6"' in out
+
+
+def test_an_estimator_trains_and_pickles_on_every_backend(backend, digits):
+    X, y = digits
+    clf = MLPClassifier((64,), max_iter=20, learning_rate_init=0.01, random_state=0,
+                        device=backend.name).fit(X[:1500], y[:1500])
+    assert clf.model_.device == backend.name
+    assert clf.score(X[1500:], y[1500:]) > 0.9
+    restored = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(restored.predict_proba(X), clf.predict_proba(X))
