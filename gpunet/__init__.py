@@ -9,7 +9,7 @@
     model.backward(loss_fn.backward())
     opt.step()
 """
-from . import optim
+from . import distributed, optim
 from .data import datasets
 from .nn import init
 from .training import schedules
@@ -35,7 +35,7 @@ __all__ = [
     "Flatten",
     "GradcheckError", "LeakyReLU", "Linear", "LogSoftmax", "Loss", "MSELoss", "Module",
     "NLLLoss", "Parameter", "ReLU", "Sequential", "Sigmoid", "Softmax", "Tanh",
-    "datasets", "from_config", "get_backend", "gpu_status", "gradcheck", "init",
+    "datasets", "distributed", "from_config", "get_backend", "gpu_status", "gradcheck", "init",
     "manual_seed", "optim",
     "set_tf32", "to_numpy", "warmup",
     "Checkpoint", "CheckpointError", "Evaluation", "LoadLimits", "History", "NonFiniteLossError",

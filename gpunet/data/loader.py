@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import get_backend
+from .shard import Shard
 
 
 def resolve_batch_size(batch_size, num_samples: int, drop_last: bool) -> int:
@@ -52,9 +53,13 @@ class DataLoader:
     :func:`gpunet.manual_seed`); a single full batch is not permuted, as order cannot change
     it. Batches are device arrays, views of the stored data when not shuffled: don't modify
     them in place.
+
+    ``shard=(rank, size)``: data-parallel training (see ``shard.py``): ``batch_size`` is the
+    global batch, and this loader yields rank ``rank``'s slice of each global batch.
     """
 
-    def __init__(self, X, y, batch_size=None, *, shuffle=True, drop_last=False, device="cpu"):
+    def __init__(self, X, y, batch_size=None, *, shuffle=True, drop_last=False, device="cpu",
+                 shard=None):
         self.backend = get_backend(device)
         self.X = _device_array(self.backend, X, "X")
         self.y = _device_array(self.backend, y, "y")
@@ -69,6 +74,9 @@ class DataLoader:
         self.batch_size = resolve_batch_size(batch_size, self.num_samples, drop_last)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
+        self.shard = None if shard is None else Shard(self.num_samples, self.batch_size,
+                                                      self.drop_last, *shard)
+        self._positions = None if shard is None else self.backend.asarray(self.shard.positions)
 
     def __repr__(self) -> str:
         return (
@@ -81,11 +89,33 @@ class DataLoader:
         full, rest = divmod(self.num_samples, self.batch_size)
         return full + (1 if rest and not self.drop_last else 0)
 
-    def __iter__(self):
-        n, size = self.num_samples, self.batch_size
+    def step_rows(self) -> np.ndarray:
+        """The rows of each step this loader yields (this rank's, when sharded)."""
+        if self.shard is not None:
+            return self.shard.step_rows.copy()
+        rows = np.full(len(self), self.batch_size, dtype=np.int64)
+        rows[-1] = min(self.batch_size, self.num_samples - (len(self) - 1) * self.batch_size)
+        return rows
+
+    def epoch_order(self):
+        """The rows of one epoch in the order they are used (a fresh permutation when
+        shuffling; this rank's share when sharded); None: all rows in storage order."""
         order = None
-        if self.shuffle and size < n:
-            order = self.backend.permutation(n)
+        if self.shuffle and self.batch_size < self.num_samples:
+            order = self.backend.permutation(self.num_samples)
+        if self.shard is None:
+            return order
+        return self._positions if order is None else order[self._positions]
+
+    def __iter__(self):
+        order = self.epoch_order()
+        if self.shard is not None:
+            size = self.shard.local_batch_size
+            for start in range(0, len(order), size):
+                idx = order[start:start + size]
+                yield self.X[idx], self.y[idx]
+            return
+        n, size = self.num_samples, self.batch_size
         for start in range(0, len(self) * size, size):
             stop = min(start + size, n)
             if order is None:

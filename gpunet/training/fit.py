@@ -25,6 +25,7 @@ from ..checks import check_positive_int
 from .progress import ProgressBar, format_rate
 from ..nn.boundary import inside
 from .step import StepRunner, graph_mode
+from .data_parallel import DataParallel
 
 
 BATCH_SIZE = 128  # fit's default batch size
@@ -74,9 +75,7 @@ class _EpochMeter:
         else:
             self.losses = xp.zeros(steps, dtype=np.float64)
             self.correct = xp.zeros(steps, dtype=np.int64) if self.counts_correct else None
-        self.sizes = np.full(steps, loader.batch_size, dtype=np.int64)
-        self.sizes[-1] = min(loader.batch_size,  # smaller unless drop_last dropped the rest
-                             loader.num_samples - (steps - 1) * loader.batch_size)
+        self.sizes = loader.step_rows()  # this rank's rows, when data-parallel
         self.read_steps = 0
         self.loss_sum = 0.0
         self.correct_sum = 0
@@ -101,17 +100,24 @@ class _EpochMeter:
         if self.counts_correct:
             self.correct_sum += int(to_numpy(self.correct[start:done]).sum())
 
-    def summary(self):
+    def summary(self, parallel=None):
+        """``(mean loss, accuracy)`` of the steps read (over every rank with ``parallel``)."""
+        loss_sum, correct_sum = self.loss_sum, self.correct_sum
         seen = int(self.sizes[:self.read_steps].sum())
-        accuracy = self.correct_sum / seen if self.counts_correct else None
-        return self.loss_sum / seen, accuracy
+        if parallel is not None:
+            loss_sum, correct_sum, seen = parallel.reduce(loss_sum, correct_sum, seen)
+        accuracy = correct_sum / seen if self.counts_correct else None
+        return loss_sum / seen, accuracy
 
 
-def _eager_steps(model, loss_fn, optimizer, loader, to_input, meter):
-    """The steps of an epoch as separate calls; yields each step's index when done."""
+def _eager_steps(model, loss_fn, optimizer, loader, to_input, meter, syncs):
+    """The steps of an epoch as separate calls; yields each step's index when done.
+    ``syncs``: per step, the gradient all-reduce of data parallelism (or None)."""
     for step, (xb, yb) in enumerate(loader):
         loss = loss_fn(model(to_input(xb)), yb)
         model.backward(loss_fn.backward(), input_grad=False)
+        if syncs is not None:
+            syncs[step]()
         optimizer.step()
         meter.record(step, loss)
         yield step
@@ -126,26 +132,29 @@ def _static_steps(runner):
 
 
 def _train_epoch(model, loss_fn, optimizer, loader, to_input, epoch, epochs, progress,
-                 runner):
+                 runner, parallel):
     meter = _EpochMeter(loader, loss_fn, epoch, runner)
     bar = ProgressBar(len(loader), f"epoch {epoch}/{epochs} ", enabled=progress)
     started = time.perf_counter()
     model.train()
+    syncs = None if parallel is None else parallel.eager_hooks()
+    ranks = 1 if parallel is None else parallel.size  # the bar shows the job's rate
     steps = (_static_steps(runner) if runner is not None
-             else _eager_steps(model, loss_fn, optimizer, loader, to_input, meter))
+             else _eager_steps(model, loss_fn, optimizer, loader, to_input, meter, syncs))
     try:
         with inside():  # the library's own calls: buffers reused, no copies handed out
             for step in steps:
                 if bar.due():
                     meter.read(step + 1)
                     loss_mean, accuracy = meter.summary()
-                    rate = meter.sizes[:step + 1].sum() / (time.perf_counter() - started)
+                    rate = ranks * meter.sizes[:step + 1].sum() / (time.perf_counter()
+                                                                   - started)
                     bar.update(step + 1, **format_numbers(loss_mean, accuracy),
                                rate=format_rate(rate))
         meter.read(len(loader))
     finally:
         bar.close()
-    return meter.summary()
+    return meter.summary(parallel)
 
 
 def _validate(model, val, loss_fn, batch_size, epoch):
@@ -216,7 +225,7 @@ def _resume(resume, model, optimizer, seed):
 def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
         batch_size=BATCH_SIZE, schedule=None, patience=None, seed=None, checkpoint=None,
         checkpoint_meta=None, resume=None, progress=True, verbose=True,
-        on_epoch_end=None, graph="auto") -> History:
+        on_epoch_end=None, graph="auto", distributed=None) -> History:
     """Train ``model`` on ``train=(X, y)`` (or a :class:`~gpunet.DataLoader`, which brings
     its batch size, shuffling and drop_last) for ``epochs`` epochs; return a
     :class:`History`. ``optimizer`` must update this model's parameters.
@@ -246,6 +255,13 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
       as one CUDA graph per batch shape on the GPU, and says so in one line there; anything
       else runs eagerly. ``"on"`` insists on the graph (an error where it cannot be had: the
       CPU, another loss or layer); ``"off"`` always runs eagerly.
+    - ``distributed``: a communicator from :func:`gpunet.distributed.init`: data-parallel
+      training, one process per rank, each holding all the data. ``batch_size`` is the
+      global batch (a multiple of the ranks), split evenly; every rank shuffles alike from
+      ``seed`` and takes its slice of each global batch; the flat gradient is summed over
+      the ranks (one all-reduce per step, inside the static or captured step too) so the
+      update is the single-process update on the global batch. Metrics are over all ranks;
+      only rank 0 prints and writes ``checkpoint``; ``on_epoch_end`` runs on every rank.
 
     NaN or inf in float inputs or targets (training or validation) raise ValueError naming
     the first bad row and column before the first batch. A NaN or infinite training or
@@ -265,8 +281,14 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
     checkpoint_meta = dict(checkpoint_meta or {})
     if META_KEY in checkpoint_meta:
         raise ValueError(f"checkpoint_meta must not use the key {META_KEY!r} (fit's own state)")
+    parallel = None if distributed is None else DataParallel(distributed, model, optimizer)
+    if parallel is not None and not parallel.is_root:
+        checkpoint, verbose, progress = None, False, False
     state = (FitState(optimizer.lr, seed) if resume is None
              else _resume(resume, model, optimizer, seed))
+    if parallel is not None:
+        state.seed = parallel.shared_seed(state.seed)
+        parallel.broadcast_state()
     if state.epoch >= epochs:
         raise ValueError(f"the checkpoint has already trained {state.epoch} epochs; pass "
                          f"epochs > {state.epoch} to train further")
@@ -278,7 +300,10 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
     elif val is not None:
         val = checked(model, loss_fn, *pair(val, "val"), "val")
     loader = DataLoader(X, y, batch_size, shuffle=shuffle, drop_last=drop_last,
-                        device=model.backend)
+                        device=model.backend,
+                        shard=None if parallel is None else (parallel.rank, parallel.size))
+    if parallel is not None:
+        parallel.shard = loader.shard
     mode, why = graph_mode(graph, model, loss_fn, X, y)
     if mode != "eager" and (drop_last or not shuffle):  # the static step shuffles, keeps all
         if graph == "on":
@@ -292,7 +317,9 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
         if mode != "eager":
             stream = model.backend.xp.cuda.Stream(non_blocking=True) if mode == "graph" \
                 else None
-            runner = StepRunner(model, optimizer, X, y, loader.batch_size, len(loader), stream)
+            runner = StepRunner(model, optimizer, X, y, loader.batch_size, len(loader), stream,
+                                shard=loader.shard,
+                                sync=None if parallel is None else parallel.hook)
             stack.callback(runner.close)
             if runner.stream is not None:  # every op of the run ordered with the replays
                 stack.enter_context(runner.stream)
@@ -315,7 +342,7 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
                 try:
                     train_loss, train_accuracy = _train_epoch(
                         model, loss_fn, optimizer, loader, to_input, index + 1, epochs, progress,
-                        runner)
+                        runner, parallel)
                     train_seconds = time.perf_counter() - started
                     result = _validate(model, val, loss_fn, eval_batch, index + 1)
                 except NonFiniteLossError as exc:

@@ -54,28 +54,33 @@ class EpochBuffers:
     """What the steps of one epoch share: the epoch's row ``order``, the ``cursor`` (first
     row of the next batch), and the per-step ``losses`` and ``hits`` the steps record."""
 
-    def __init__(self, backend, num_samples, batch_size, steps):
+    def __init__(self, backend, num_samples, batch_size, steps, shard=None):
         xp = backend.xp
-        self.backend, self.batch_size = backend, batch_size
-        self.order = xp.arange(num_samples, dtype=np.int64)
+        self.backend, self.batch_size, self.num_samples = backend, batch_size, num_samples
+        self.positions = None if shard is None else backend.asarray(shard.positions)
+        self.order = xp.arange(num_samples, dtype=np.int64) if shard is None \
+            else self.positions.copy()
         self.cursor = xp.zeros(1, dtype=np.int64)
         self.losses = xp.zeros(steps, dtype=np.float64)
         self.hits = xp.zeros(steps, dtype=np.int64)
 
     def start_epoch(self, shuffle: bool) -> None:
-        """Draw the epoch's order (as the DataLoader does) and rewind the cursor."""
+        """Draw the epoch's order (as the DataLoader does; a rank's share of it when
+        sharded) and rewind the cursor."""
         if shuffle:
-            self.order[...] = self.backend.permutation(len(self.order))
+            order = self.backend.permutation(self.num_samples)
+            self.order[...] = order if self.positions is None else order[self.positions]
         self.cursor.fill(0)
 
 
 class StaticStep:
     """One training step of ``rows`` samples over static buffers (see the module text)."""
 
-    def __init__(self, model, optimizer, X, y, rows, epoch: EpochBuffers):
+    def __init__(self, model, optimizer, X, y, rows, epoch: EpochBuffers, before_update=None):
         xp = model.backend.xp
         self.model, self.optimizer, self.ops = model, optimizer, model.backend.ops
         self.X, self.y, self.rows, self.epoch = X, y, rows, epoch
+        self.before_update = before_update  # e.g. the gradient all-reduce of data parallelism
         self.inputs = xp.empty((rows,) + X.shape[1:], dtype=model.dtype)
         self.labels = xp.empty(rows, dtype=y.dtype)
         self.loss = xp.empty((), dtype=model.dtype)
@@ -93,6 +98,8 @@ class StaticStep:
             ops.softmax_cross_entropy(logits, self.labels, self.grad,
                                       out=(self.loss, self.correct))
             self.model.backward(self.grad, input_grad=False)
+        if self.before_update is not None:
+            self.before_update()
         self.optimizer.step()
         ops.end_step(epoch.cursor, self.rows, epoch.batch_size, self.loss, self.correct,
                      epoch.losses, epoch.hits)
@@ -158,16 +165,29 @@ class StepRunner:
     """The static steps of a training run over ``(X, y)``: one for full batches, one for a
     smaller last batch. With a CUDA ``stream`` they are captured on it (every other op of
     the run must be issued on that stream too); without, they run as they are. ``epoch``
-    holds what the epoch's steps record."""
+    holds what the epoch's steps record.
 
-    def __init__(self, model, optimizer, X, y, batch_size, steps, stream=None):
+    Data parallelism: with a :class:`~gpunet.data.shard.Shard` ``shard`` the steps walk this
+    rank's share of each global batch of ``batch_size``, and ``sync(weight)`` (the gradient
+    all-reduce) returns what each step calls between backward and the update; on the GPU it
+    is captured with the step, on the capture stream."""
+
+    def __init__(self, model, optimizer, X, y, batch_size, steps, stream=None, *, shard=None,
+                 sync=None):
         backend = model.backend
-        self.epoch = EpochBuffers(backend, len(X), batch_size, steps)
         self.shuffle = batch_size < len(X)
-        last = len(X) - (steps - 1) * batch_size
+        if shard is None:
+            rows = [batch_size] * (steps - 1) + [len(X) - (steps - 1) * batch_size]
+            weights = [1.0] * steps
+        else:
+            rows, weights = shard.step_rows.tolist(), shard.weights.tolist()
+            batch_size = shard.local_batch_size
+        self.epoch = EpochBuffers(backend, len(X), batch_size, steps, shard)
         self.stream = stream
-        self.steps = [self._make(StaticStep(model, optimizer, X, y, rows, self.epoch))
-                      for rows in dict.fromkeys((batch_size, last))]
+        kinds = list(dict.fromkeys(zip(rows[-2:], weights[-2:])))  # full steps, last step
+        self.steps = [self._make(StaticStep(model, optimizer, X, y, r, self.epoch,
+                                            None if sync is None else sync(w)))
+                      for r, w in kinds]
         self.count = steps
         self._workspaces = [m._workspace for m in model.modules()] + [backend.ops.workspace]
         for workspace in self._workspaces:
