@@ -18,8 +18,7 @@ import time
 import numpy as np
 
 from . import backend as backend_module
-from .data import datasets
-from . import nn, optim
+from . import distributed, optim
 from .backend import BackendUnavailable, get_backend, manual_seed, to_numpy
 from .checks import argparse_type, check_int, check_number
 from .training.checkpoint import DEFAULT_LIMITS, CheckpointError, LoadLimits, load, saved_epoch
@@ -29,19 +28,16 @@ from .training.interrupts import Terminated, sigterm_as_interrupt
 from .nn.losses import CrossEntropyLoss
 from .training.run_output import MetricsWriter
 from .training.runclaim import FolderInUse, RunClaim
-from .training.schedules import CosineLR, StepLR
 from .training.fit import NonFiniteLossError, fit
 from .training.fit_state import FitState
 from .training.step import GRAPH_MODES, graph_mode
 from .demo.cli import add_parser as add_demo_parser
+from .cli_setup import (ACTIVATIONS, IMAGE_DATASETS, TOY_DATASETS, TOY_SIZES,  # noqa: F401
+                        UsageError, build_model, load_data, make_schedule)
+from .cli_setup import describe_model as _describe_model, make_optimizer as _make_optimizer
 
 __all__ = ["build_parser", "confusion_matrix", "format_confusion", "main"]
 
-ACTIVATIONS = {"relu": (nn.ReLU, "kaiming"), "leaky_relu": (nn.LeakyReLU, "kaiming"),
-               "sigmoid": (nn.Sigmoid, "xavier"), "tanh": (nn.Tanh, "xavier")}
-IMAGE_DATASETS = ("fashion-mnist", "mnist")
-TOY_DATASETS = {"xor": datasets.xor, "spirals": datasets.spirals}
-TOY_SIZES = (1000, 500)  # train, test samples of a toy problem
 
 #: What defines a run: stored in the checkpoint, restored by ``--resume``.
 RUN_DEFAULTS = {"dataset": "fashion-mnist", "hidden": [512, 512], "activation": "relu",
@@ -51,12 +47,6 @@ RUN_DEFAULTS = {"dataset": "fashion-mnist", "hidden": [512, 512], "activation": 
 DEFAULT_EPOCHS = {"fashion-mnist": 20, "mnist": 20, "xor": 100, "spirals": 100}
 DEFAULT_BATCH_SIZE = {"fashion-mnist": 128, "mnist": 128, "xor": 32, "spirals": 32}
 CHECKPOINT_NAME = "checkpoint.npz"
-
-
-class UsageError(Exception):
-    """A semantic error in the arguments, reported like an argparse error (exit 2)."""
-
-
 
 
 # -- argument types ---------------------------------------------------------------------
@@ -114,6 +104,11 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
                        help="capture the training step as a CUDA graph: auto (on the GPU "
                             "where the model allows it), on (an error where it cannot), off "
                             "(default: auto)")
+    train.add_argument("--distributed", action="store_true",
+                       help="data-parallel training, one process per rank under an MPI "
+                            "launcher (mpiexec -n 2 gpunet train --distributed ...): "
+                            "--batch-size is the global batch, split evenly across the "
+                            "ranks; rank 0 prints and writes the output folder")
     train.add_argument("--no-progress", action="store_true",
                        help="no progress bar (the per-epoch lines stay)")
     train.set_defaults(func=run_train)
@@ -168,45 +163,6 @@ def _add_data_options(parser):
 
 
 # -- data and model ---------------------------------------------------------------------
-def load_data(name, data_dir, download, seed):
-    """``(train, test, class names)`` of dataset ``name``; images stay uint8."""
-    if name in TOY_DATASETS:
-        make = TOY_DATASETS[name]
-        train = make(TOY_SIZES[0], noise=0.1, seed=seed)
-        test = make(TOY_SIZES[1], noise=0.1, seed=seed + 1)
-        return train, test, datasets.class_names(name)
-    if data_dir is not None and not os.path.isdir(data_dir):
-        raise UsageError(f"--data-dir {data_dir} is not a folder")
-    train, test = datasets.load(name, root=data_dir, download=download)
-    return train, test, datasets.class_names(name)
-
-
-def build_model(num_inputs, hidden, activation, num_classes):
-    """Flatten, then Linear + activation per hidden width, then a Linear to the classes."""
-    act, init = ACTIVATIONS[activation]
-    layers, width = [nn.Flatten()], num_inputs
-    for h in hidden:
-        layers += [nn.Linear(width, h, init=init), act()]
-        width = h
-    layers.append(nn.Linear(width, num_classes, init=init))
-    return nn.Sequential(*layers)
-
-
-def _describe_model(model):
-    widths = [m.in_features for m in model if isinstance(m, nn.Linear)]
-    widths.append(model[-1].out_features)
-    params = sum(p.data.size for p in model.parameters())
-    act = type(model[2]).__name__ if len(model) > 2 else "none"
-    return f"{'-'.join(map(str, widths))} {act} ({params:,} parameters)"
-
-
-def make_schedule(name, epochs):
-    if name == "cosine":
-        return CosineLR(epochs)
-    if name == "step":
-        return StepLR(max(1, epochs // 3), gamma=0.1)
-    return None
-
 
 # -- train ------------------------------------------------------------------------------
 def _run_config(args, stored):
@@ -275,7 +231,8 @@ def _saved_note(checkpoint, epochs, args, resume):
 
 
 def run_train(args):
-    backend = get_backend(args.device)
+    comm = getattr(args, "comm", None)
+    backend = comm.backend if comm is not None else get_backend(args.device)
     resume = _read_checkpoint(args, args.resume, backend) if args.resume else None
     stored = resume.meta.get("config", {}) if resume is not None else {}
     if resume is not None and not stored:
@@ -287,6 +244,9 @@ def run_train(args):
     if resume is not None and epochs <= resume.epoch:
         raise UsageError(f"{args.resume} has already trained {resume.epoch} epochs; pass "
                          f"--epochs N with N > {resume.epoch} (the total to reach)")
+    if comm is not None and not comm.is_root:  # rank 0 alone writes the output folder
+        _train_in(None, None, args, config, backend, resume)
+        return 0
     out = _output_dir(args, config)
     with RunClaim(out):  # before the data load: a busy or read-only folder fails at once
         checkpoint = _checkpoint_path(args, out)
@@ -299,7 +259,9 @@ def run_train(args):
 
 
 def _train_in(out, checkpoint, args, config, backend, resume):
-    """Load the data, build or restore the model, train and test; write into ``out``."""
+    """Load the data, build or restore the model, train and test; write into ``out``
+    (None on a rank other than 0 of a distributed run: it trains, and leaves the rest)."""
+    comm = getattr(args, "comm", None)
     train, test, classes = load_data(config["dataset"], args.data_dir, not args.no_download,
                                      config["seed"])
     manual_seed(config["seed"])
@@ -317,11 +279,15 @@ def _train_in(out, checkpoint, args, config, backend, resume):
     print(_device_line(args, backend))
     print(f"model: {_describe_model(model)}")
     print("config: " + " ".join(f"{k}={v}" for k, v in config.items()))
+    if comm is not None:
+        print(f"distributed: {comm.size} ranks, global batch {config['batch_size']} = "
+              f"{comm.size} x {config['batch_size'] // max(comm.size, 1)} per rank")
     print(f"output: {out}" + (f" (resuming at epoch {resume.epoch})" if resume else ""),
           flush=True)
     epochs = config["epochs"]
-    metrics = MetricsWriter(out, config, backend.name,
-                            FitState.from_checkpoint(resume).history.records if resume else ())
+    metrics = None if out is None else MetricsWriter(
+        out, config, backend.name,
+        FitState.from_checkpoint(resume).history.records if resume else ())
     try:
         history = fit(model, CrossEntropyLoss(), optimizer, train,
                       val_split=config["val_split"], epochs=epochs,
@@ -329,23 +295,20 @@ def _train_in(out, checkpoint, args, config, backend, resume):
                       schedule=make_schedule(config["schedule"], epochs),
                       patience=config["patience"], seed=config["seed"], checkpoint=checkpoint,
                       checkpoint_meta={"config": config}, resume=resume,
-                      progress=not args.no_progress, on_epoch_end=metrics.epoch_done,
-                      graph=args.graph)
+                      progress=not args.no_progress,
+                      on_epoch_end=None if metrics is None else metrics.epoch_done,
+                      graph=args.graph, distributed=comm)
     except BaseException as exc:
-        metrics.stopped("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
+        if metrics is not None:
+            metrics.stopped("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
         raise
+    if metrics is None:
+        return
     test_result = evaluate(model, *test, CrossEntropyLoss())
     print(f"test accuracy: {100 * test_result.accuracy:.2f}% (loss {test_result.loss:.4f}, "
           f"{len(test[0])} samples)")
     names = metrics.finish(history, test_result)
     print(f"wrote {out}: {', '.join([CHECKPOINT_NAME, *names])}")
-
-
-def _make_optimizer(model, config):
-    kwargs = {"weight_decay": config["weight_decay"]}
-    if config["optimizer"] == "sgd":
-        kwargs["momentum"] = config["momentum"]
-    return optim.OPTIMIZERS[config["optimizer"]](model.parameters(), lr=config["lr"], **kwargs)
 
 
 # -- eval -------------------------------------------------------------------------------
@@ -377,19 +340,31 @@ def main(argv=None) -> int:
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     prog = f"{parser.prog} {args.command}"
+    args.comm = None
     try:
         with sigterm_as_interrupt():
+            if getattr(args, "distributed", False):
+                args.comm = distributed.init(args.device)
+                if not args.comm.is_root:  # only rank 0 prints
+                    sys.stdout = open(os.devnull, "w")
             return args.func(args)
     except (UsageError, CheckpointError, DatasetError, BackendUnavailable, FolderInUse,
-            OSError, ValueError, TypeError) as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+            distributed.DistributedError, OSError, ValueError, TypeError) as exc:
+        return _report(args.comm, f"{prog}: error: {exc}", 2)
     except NonFiniteLossError as exc:
-        print(f"{prog}: training stopped: {exc}", file=sys.stderr)
-        return 1
+        return _report(args.comm, f"{prog}: training stopped: {exc}", 1)
     except KeyboardInterrupt as exc:
         terminated = isinstance(exc, Terminated)
         note = getattr(exc, "note", None)
-        print(f"\n{prog}: {'terminated (SIGTERM)' if terminated else 'interrupted'}"
-              + (f"; {note}" if note else ""), file=sys.stderr)
-        return 143 if terminated else 130
+        return _report(args.comm, f"\n{prog}: "
+                       f"{'terminated (SIGTERM)' if terminated else 'interrupted'}"
+                       + (f"; {note}" if note else ""), 143 if terminated else 130)
+
+
+def _report(comm, message, code):
+    """Print ``message`` on stderr and return ``code``; in a distributed run, end every
+    rank with it (a rank left waiting for this one would hang): see ``Communicator.fail``."""
+    if comm is not None:
+        comm.fail(message, code)  # never returns
+    print(message, file=sys.stderr)
+    return code

@@ -2,6 +2,7 @@
 the job (printed once, the communicator aborted, never a hang)."""
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -75,8 +76,13 @@ class Communicator:
     def fail(self, message: str, code: int = 1):
         """Report ``message`` naming this rank on stderr (printed once when every rank
         fails alike: see :data:`REPORT_DELAY`), then :meth:`abort` with ``code``."""
-        if self.rank != 0:
-            time.sleep(REPORT_DELAY)
-        sys.stderr.write(f"[rank {self.rank} of {self.size}] {message}\n")
-        sys.stderr.flush()
-        self.abort(code)
+        try:
+            if self.rank != 0:
+                time.sleep(REPORT_DELAY)  # a signal here: the job is ending already
+            sys.stderr.write(f"[rank {self.rank} of {self.size}] {message}\n")
+            sys.stderr.flush()
+        finally:
+            try:
+                self.abort(code)
+            finally:
+                os._exit(code)
