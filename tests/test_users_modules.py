@@ -58,6 +58,8 @@ def test_a_custom_container_trains(rng):
 
 def test_reassigning_or_deleting_a_child_updates_the_registry():
     net = Net()
+    net.fc1 = gn.Linear(4, 6)   # replaced in place: the order stays
+    assert [name for name, _ in net.named_children()] == ["fc1", "act", "fc2"]
     net.fc2 = gn.Linear(8, 5)
     net.act = None
     assert [name for name, _ in net.named_children()] == ["fc1", "fc2"]

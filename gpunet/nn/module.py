@@ -110,13 +110,16 @@ class Module:
                 f"cannot assign {type(value).__name__} to {type(self).__name__}.{name} before "
                 f"Module.__init__() has run: call super().__init__() first in "
                 f"{type(self).__name__}.__init__")
-        if registry is not None:
-            self._children.pop(name, None)
-            self._params.pop(name, None)
+        if registry is not None:  # a name assigned again keeps its place in the order
             if isinstance(value, Module):
+                self._params.pop(name, None)
                 self._children[name] = value
             elif isinstance(value, Parameter):
+                self._children.pop(name, None)
                 self._params[name] = value
+            else:
+                self._children.pop(name, None)
+                self._params.pop(name, None)
         object.__setattr__(self, name, value)
 
     def __delattr__(self, name):
