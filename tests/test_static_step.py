@@ -14,7 +14,7 @@ def _data(n=330, features=(6, 7), classes=5, dtype=np.uint8, seed=0):
     centers = rng.random((classes,) + features) * 200
     y = rng.integers(0, classes, n)
     X = np.clip(centers[y] + rng.normal(0, 30, (n,) + features), 0, 255)
-    return X.astype(dtype), y
+    return (X if dtype == np.uint8 else X / 255).astype(dtype), y
 
 
 def _model(classes=5, hidden=(24, 16), activation=gn.ReLU):

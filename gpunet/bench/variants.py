@@ -102,7 +102,8 @@ class Variant:
 
     def step_at(self, batch_size: int):
         """A callable running one training step on a device-resident batch of that size."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define step_at(self, "
+                                  f"batch_size), returning a callable that runs one step")
 
     def epoch_at(self, batch_size: int):
         """A callable running one reshuffled epoch, or None where an epoch means nothing."""
