@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+from typing import Any
 
 import numpy as np
 
@@ -49,8 +50,8 @@ class Backend:
         self._ops_factory = ops_factory
         self._ops = None
         self._rng_generation = -1
-        self._host_rng = None
-        self._rng = None
+        self._host_rng: np.random.Generator | None = None
+        self._rng: Any = None  # numpy's or cupy's RandomState
 
     def __repr__(self) -> str:
         return f"Backend({self.name!r})"
@@ -83,6 +84,7 @@ class Backend:
     def host_rng(self) -> np.random.Generator:
         """NumPy generator for initial weights (same numbers whatever the device)."""
         self._refresh_rngs()
+        assert self._host_rng is not None
         return self._host_rng
 
     def permutation(self, n: int):

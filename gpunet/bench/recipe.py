@@ -91,7 +91,7 @@ class Recipe:
         """The gpunet MLP with its initial weights for ``seed`` (calls ``gn.manual_seed``):
         Kaiming-normal weights N(0, 2 / fan_in), zero biases."""
         manual_seed(seed)
-        layers = []
+        layers: list = []
         for i, (fan_in, fan_out) in enumerate(zip(self.widths[:-1], self.widths[1:])):
             if i:
                 layers.append(ReLU())

@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 from . import report
@@ -209,9 +210,12 @@ class Measurement:
     def __init__(self, variant, batch_size: int):
         self.variant, self.batch_size = variant, batch_size
         self.row = {"variant": variant.name, "batch_size": batch_size, "status": "ok"}
-        self.step = self.epoch = None
-        self.steps, self.loss, self.launches = 0, None, None
-        self.step_seconds, self.epoch_seconds = [], []
+        self.step: Any = None   # the variant's step callable, once prepared
+        self.epoch: Any = None
+        self.steps: Any = 0
+        self.loss, self.launches = None, None
+        self.step_seconds: list[float] = []
+        self.epoch_seconds: list[float] = []
 
     def attempt(self, phase) -> None:
         """Run ``phase(self)`` with the variant active, unless an earlier phase failed;
@@ -270,6 +274,7 @@ class Measurement:
         """The result row; the variant's cached memory is returned."""
         if self.row["status"] == "ok":
             times = spread(self.step_seconds)
+            assert times is not None  # an ok row has its timed repeats
             b = self.batch_size
             self.row.update(
                 steps=self.steps, repeats=repeats, step_seconds=times,

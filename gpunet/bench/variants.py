@@ -240,7 +240,7 @@ class StaticStepVariant(GpunetVariant):
     def __init__(self, name, backend, ops, workload: Workload):
         self.stream = (backend.xp.cuda.Stream(non_blocking=True) if backend.name == "gpu"
                        else None)
-        self.runners = []
+        self.runners: list = []
         super().__init__(name, backend, ops, workload)
 
     def details(self):

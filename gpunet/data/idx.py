@@ -14,7 +14,7 @@ import zlib
 import numpy as np
 
 #: IDX data-type codes and the (big-endian) dtypes they stand for.
-IDX_DTYPES = {
+IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(">u1"),
     0x09: np.dtype(">i1"),
     0x0B: np.dtype(">i2"),

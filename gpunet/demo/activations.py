@@ -29,7 +29,7 @@ PLOT_SLOPE = 0.1  # LeakyReLU's slope in the curves (its default 0.01 would not 
 
 @dataclass
 class ActivationsResult(DemoResult):
-    z: np.ndarray = field(default=None, repr=False)
+    z: np.ndarray | None = field(default=None, repr=False)
     curves: dict = field(default_factory=dict, repr=False)       # name -> (g(z), g'(z))
     grad_norms: dict = field(default_factory=dict)   # name -> |dJ/dW| per Linear, input first
 

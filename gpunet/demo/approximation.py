@@ -45,7 +45,7 @@ class Fit:
 @dataclass
 class ApproximationResult(DemoResult):
     fits: dict = field(default_factory=dict)   # target name -> [Fit per width]
-    grid: np.ndarray = field(default=None, repr=False)
+    grid: np.ndarray | None = field(default=None, repr=False)
 
     def errors(self, target):
         """Mean squared errors of ``target`` at each width of :data:`WIDTHS`."""

@@ -31,7 +31,7 @@ DATASET = "fashion-mnist"
 HIDDEN = 128
 REFERENCE_BATCH = DEFAULT_BATCH_SIZE[DATASET]   # where the learning rate is gpunet train's
 SGD_DEFAULTS = DEFAULTS["sgd"]                   # its learning rate and momentum
-SETTINGS = {False: {"train": 10_000, "val": 5_000, "epochs": 5,
+SETTINGS: dict[bool, dict] = {False: {"train": 10_000, "val": 5_000, "epochs": 5,
                     "sizes": (8, 16, 32, 64, 128, 256, 512, 1024)},
             True: {"train": 2_000, "val": 1_000, "epochs": 2, "sizes": (16, 128, 1024)}}
 NEAR = 0.01  # sizes within this validation accuracy of the best are named too

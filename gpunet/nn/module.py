@@ -27,7 +27,7 @@ class Module:
 
     #: Attributes left out when pickling or deep-copying: caches of the last forward pass,
     #: rebuilt by the next one. Each subclass lists its own; the lists of the bases add up.
-    _transient = ("_workspace",)
+    _transient: tuple[str, ...] = ("_workspace",)
 
     def __init__(self, dtype=np.float32):
         object.__setattr__(self, "_children", {})

@@ -90,7 +90,7 @@ def check_rebuildable(model) -> None:
                 f"Register the class with gpunet.register_layer({cls.__name__}) (or the "
                 f"decorator @gpunet.register_layer), with config() returning "
                 f"{{'type': {cls.__name__!r}, **constructor keywords}}")
-        if cls.from_config.__func__ is not Module.from_config.__func__:
+        if getattr(cls.from_config, "__func__", None) is not vars(Module)["from_config"].__func__:
             continue  # the class rebuilds itself from its own description
         kwargs = {k: v for k, v in config.items() if k != "type"}
         try:

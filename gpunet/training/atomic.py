@@ -17,7 +17,7 @@ import secrets
 try:
     import fcntl
 except ImportError:  # not POSIX: no leftover is ever judged stale
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
 
 _WHY = {errno.ENOSPC: "the disk is full", errno.EFBIG: "a file size limit was reached"}
 if hasattr(errno, "EDQUOT"):

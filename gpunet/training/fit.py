@@ -298,7 +298,8 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
     if val_split:
         (X, y), val = _split(model, X, y, val_split, seed)
     elif val is not None:
-        val = checked(model, loss_fn, *pair(val, "val"), "val")
+        val_X, val_y = pair(val, "val")
+        val = checked(model, loss_fn, val_X, val_y, "val")
     loader = DataLoader(X, y, batch_size, shuffle=shuffle, drop_last=drop_last,
                         device=model.backend,
                         shard=None if parallel is None else (parallel.rank, parallel.size))

@@ -15,7 +15,7 @@ class FitState:
     schedule starts from; ``seed``: the run's seed (None: global generators run on);
     ``best_state``: the early-stopping best weights when they differ from the model's."""
 
-    base_lr: float
+    base_lr: float | None  # None: the optimizer's learning rate (fit fills it in)
     seed: int | None = None
     epoch: int = 0
     history: History = field(default_factory=lambda: History([]))

@@ -20,7 +20,7 @@ import tempfile
 try:
     import fcntl
 except ImportError:
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
     import msvcrt
 
 LOCK_NAME = ".gpunet-run.lock"

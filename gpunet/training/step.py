@@ -15,6 +15,7 @@ shuffle is written into the order buffer before its replays (cuRAND cannot be ca
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -112,7 +113,7 @@ class CapturedStep:
 
     def __init__(self, static: StaticStep, stream):
         self.static, self.stream = static, stream
-        self.graph = None
+        self.graph: Any = None  # a cupy.cuda.Graph once recorded
         self.warm = False
 
     def run(self) -> None:
