@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 import time
 
 import cupy
@@ -28,6 +27,7 @@ from gpunet.ops.launchers import linear_relu
 from gpunet.ops.numpy_ops import NumpyOps
 
 from benchmarks import graph_probe  # run from the source tree (PYTHONPATH=$PWD)
+from benchmarks.device_timing import time_ms
 
 LAYERS = [(784, 512), (512, 512), (512, 10)]  # the lecture's 784-512-512-10 MLP
 GEMM_BATCHES = [32, 128, 512, 2048, 8192, 32768, 65536]
@@ -37,23 +37,6 @@ STEP_BATCHES = [256, 4096, 65536]
 
 def log(text):
     print(text, flush=True)
-
-
-def time_ms(fn, samples=9, calls=10, warmup=3):
-    """Median milliseconds per call of ``fn`` over ``samples`` event-timed batches."""
-    for _ in range(warmup):
-        fn()
-    stream = cupy.cuda.get_current_stream()
-    start, end = cupy.cuda.Event(), cupy.cuda.Event()
-    times = []
-    for _ in range(samples):
-        start.record(stream)
-        for _ in range(calls):
-            fn()
-        end.record(stream)
-        end.synchronize()
-        times.append(cupy.cuda.get_elapsed_time(start, end) / calls)
-    return statistics.median(times)
 
 
 def copy_bandwidth():

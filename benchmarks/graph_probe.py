@@ -15,11 +15,11 @@ microseconds per call eager and replayed (CUDA events) at a few batch sizes. Cal
 from __future__ import annotations
 
 import json
-import statistics
 
 import cupy
 import numpy as np
 
+from benchmarks.device_timing import time_ms
 from gpunet.ops.launchers import gemm
 
 BATCHES = (32, 256, 4096)
@@ -46,19 +46,6 @@ ROUTES = {
 }
 
 
-def _median_us(stream, fn, calls=20, samples=7):
-    start, end = cupy.cuda.Event(), cupy.cuda.Event()
-    times = []
-    for _ in range(samples):
-        start.record(stream)
-        for _ in range(calls):
-            fn()
-        end.record(stream)
-        end.synchronize()
-        times.append(cupy.cuda.get_elapsed_time(start, end) * 1e3 / calls)
-    return statistics.median(times)
-
-
 def probe_route(name, batch):
     """One route at one batch size: capture, check the replay, time eager and replayed."""
     call = ROUTES[name]
@@ -73,7 +60,7 @@ def probe_route(name, batch):
             call(x, w, out)
             stream.synchronize()
             row["eager_ok"] = bool(cupy.allclose(out, want, rtol=1e-4, atol=1e-3))
-            row["eager_us"] = _median_us(stream, lambda: call(x, w, out))
+            row["eager_us"] = 1e3 * time_ms(lambda: call(x, w, out), samples=7, calls=20)
         except Exception as exc:  # noqa: BLE001 - a route that fails is a finding
             row["eager_error"] = f"{type(exc).__name__}: {exc}"
             return row
@@ -90,7 +77,7 @@ def probe_route(name, batch):
             row["capture_error"] = f"{type(exc).__name__}: {exc}"
             return row
         row["replay_ok"] = bool(cupy.allclose(out, want, rtol=1e-4, atol=1e-3))
-        row["replay_us"] = _median_us(stream, lambda: graph.launch(stream))
+        row["replay_us"] = 1e3 * time_ms(lambda: graph.launch(stream), samples=7, calls=20)
     return row
 
 

@@ -299,7 +299,7 @@ def test_ops_are_swapped_only_while_active():
 
 @pytest.mark.skipif(not HAS_TORCH, reason="PyTorch is not installed")
 def test_torch_variant_trains_with_the_multi_tensor_optimizer_on_the_cpu():
-    from gpunet.bench.variants import TorchVariant
+    from gpunet.bench.torch_variant import TorchVariant
 
     variant = TorchVariant("cpu", Workload(hidden=(8,), samples=64), tf32=False)
     assert variant.details()["optimizer_impl"] == "foreach"

@@ -22,7 +22,8 @@ from . import report
 from .. import optim
 from ..backend import BackendUnavailable, get_backend, set_tf32, warmup
 from ..checks import argparse_type, check_int
-from .variants import GemmFloorVariant, GpunetVariant, StaticStepVariant, TorchVariant, Workload
+from .torch_variant import TorchVariant
+from .variants import GemmFloorVariant, GpunetVariant, StaticStepVariant, Workload
 
 VARIANTS = ("numpy", "numpy-static", "cupy-unfused", "cupy-fused", "cupy-graph", "torch",
             "gemm-floor")
