@@ -187,3 +187,27 @@ def test_nccl_path_matches_one_process_on_the_gpu(tmp_path):
         parallel = np.load(tmp_path / f"dp-{graph}.npy")
         assert np.abs(parallel - weights).max() <= 1e-4 * np.abs(weights).max(), graph
         assert round(records[-1]["val_loss"], 3) == round(results[graph][-1]["val_loss"], 3)
+
+
+# -- gpunet bench --distributed -------------------------------------------------------------
+def test_bench_distributed_reports_totals_from_rank_0(tmp_path):
+    job = _launch(2, *_gpunet("bench", "--distributed", "--device", "cpu", "--variants", "numpy",
+                              "--batch-sizes", "32", "--hidden", "16", "--samples", "128",
+                              "--repeats", "1", "--warmup", "1", "--steps", "3",
+                              "--out", tmp_path / "b"))
+    assert job.returncode == 0, job.stderr[-3000:]
+    assert job.stdout.count("samples/s") == 1, job.stdout  # rank 0 alone prints the table
+    assert "distributed over 2 ranks" in job.stderr
+    record = json.loads((tmp_path / "b" / "bench.json").read_text())
+    assert record["config"]["ranks"] == 2 and record["config"]["steps"] == 3
+    assert [row["status"] for row in record["results"]] == ["ok"]
+
+
+def test_bench_distributed_refuses_uneven_batches_and_a_missing_launcher(tmp_path):
+    job = _launch(2, *_gpunet("bench", "--distributed", "--device", "cpu", "--variants", "numpy",
+                              "--batch-sizes", "33"))
+    assert job.returncode == 2
+    assert job.stderr.count("needs batch sizes that are multiples of 2, got [33]") == 1
+    alone = subprocess.run(_gpunet("bench", "--distributed", "--device", "cpu"),
+                           capture_output=True, text=True, timeout=60, env=_env())
+    assert alone.returncode == 2 and "mpiexec -n" in alone.stderr

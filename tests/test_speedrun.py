@@ -50,7 +50,7 @@ def test_variants_that_cannot_run_are_refused_by_name():
     devices = {name: v[0] for name, v in speedrun.VARIANTS.items()}
 
     def choose(requested):
-        return speedrun.choose_variants(requested, "cpu", devices, speedrun.variant_unavailable)
+        return speedrun.choose(requested, "cpu", devices, speedrun.variant_unavailable)
 
     with pytest.raises(speedrun.BenchError, match="'gpunet-graph' cannot run: runs on the gpu"):
         choose(["gpunet-graph"])

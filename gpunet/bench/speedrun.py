@@ -20,7 +20,7 @@ import time
 from . import report, speedrun_report
 from .recipe import QUICK, RECIPE
 from .speedrun_torch import run_torch
-from .sweep import BenchError, choose_variants, prepare_output_folder, torch_unavailable
+from .common import BenchError, choose, prepare_output_folder, torch_unavailable
 from ..backend import BackendUnavailable, get_backend, warmup
 from ..checks import argparse_type, check_int, check_number
 from ..data import datasets
@@ -151,9 +151,9 @@ def run(args: argparse.Namespace) -> int:
     seeds = args.seeds or (2 if args.quick else 5)
     try:
         backend = get_backend(args.device)
-        names, skipped = choose_variants(args.variants, backend.name,
-                                         {name: v[0] for name, v in VARIANTS.items()},
-                                         variant_unavailable)
+        names, skipped = choose(args.variants, backend.name,
+                                {name: v[0] for name, v in VARIANTS.items()},
+                                variant_unavailable)
         if args.out:
             prepare_output_folder(args.out)
         data = load_data(recipe, args.data_dir, not args.no_download)

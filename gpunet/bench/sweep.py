@@ -12,16 +12,15 @@ import argparse
 import math
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any
-from pathlib import Path
 
 from . import report
 from .. import optim
 from ..backend import BackendUnavailable, get_backend, set_tf32, warmup
 from ..checks import argparse_type, check_int
+from .common import BenchError, choose, prepare_output_folder, torch_unavailable
 from .torch_variant import TorchVariant
 from .variants import GemmFloorVariant, GpunetVariant, StaticStepVariant, Workload
 
@@ -52,8 +51,7 @@ QUICK = {"repeats": 3, "warmup": 2, "epochs": 1, "repeat_seconds": 0.1}
 MAX_AUTO_STEPS = 2000
 
 
-class BenchError(ValueError):
-    """A request the sweep cannot carry out (a variant absent on this device...)."""
+
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -92,6 +90,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="write bench.json, bench.csv, bench.md, throughput.png and "
                              "speedup.png into DIR")
+    parser.add_argument("--distributed", action="store_true",
+                        help="under an MPI launcher (mpiexec -n N gpunet bench --distributed "
+                             "...): each rank takes batch/N rows of every step and the "
+                             "gradients are averaged over the ranks; samples/s are totals; "
+                             "gpunet's eager variants only, a fixed --steps (default 20), "
+                             "no epochs; rank 0 reports")
     parser.add_argument("--tf32", action="store_true",
                         help="allow TF32 tensor-core GEMMs on the GPU (gpunet.set_tf32 and "
                              "PyTorch's allow_tf32; default: off, exact float32)")
@@ -126,49 +130,9 @@ def variant_unavailable(name: str, device: str) -> str | None:
     return None
 
 
-def torch_unavailable(device: str) -> str | None:
-    """Why PyTorch cannot run on ``device``, or None when it can."""
-    try:
-        import torch
-    except ImportError:
-        return "PyTorch is not installed (pip install torch)"
-    if device == "gpu" and not torch.cuda.is_available():
-        return f"this PyTorch {torch.__version__} has no CUDA device"
-    return None
-
-
-def choose_variants(requested, device, devices=VARIANT_DEVICES,
-                    unavailable=variant_unavailable) -> tuple[list[str], dict[str, str]]:
-    """The variants to run and the reasons others were skipped; an explicitly requested
-    variant that cannot run is an error. ``devices`` maps every variant to the devices it
-    runs on, ``unavailable(name, device)`` says why one cannot (the speedrun has its own)."""
-    names = list(dict.fromkeys(requested)) if requested else list(devices)
-    chosen, skipped = [], {}
-    for name in names:
-        reason = unavailable(name, device)
-        if reason is None:
-            chosen.append(name)
-        elif requested:
-            raise BenchError(f"variant {name!r} cannot run: {reason}")
-        elif device in devices[name]:
-            skipped[name] = reason
-    return chosen, skipped
-
-
-def prepare_output_folder(path: str) -> Path:
-    """Create the ``--out`` folder and check that a file can be written in it, so that a bad
-    ``--out`` fails before the sweep instead of losing its results after it."""
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise BenchError(f"--out {path}: expected a folder, got an existing file")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
-    except OSError as exc:
-        raise BenchError(f"--out {path}: expected a writable folder; creating it or a "
-                         f"file in it failed: {exc.strerror or exc}") from exc
-    return out
+def choose_variants(requested, device) -> tuple[list[str], dict[str, str]]:
+    """The sweep's variants to run and why others were skipped (see ``common.choose``)."""
+    return choose(requested, device, VARIANT_DEVICES, variant_unavailable)
 
 
 def build_variant(name, backend, workload, tf32):
@@ -348,18 +312,29 @@ def sweep(variants, settings: Settings, progress=None) -> list[dict]:
 
 def run(args: argparse.Namespace) -> int:
     """Run the sweep described by ``args``; 0 when every measurement ran (out of memory
-    counts as a result), 1 when one failed, 2 when the request cannot be carried out."""
+    counts as a result), 1 when one failed, 2 when the request cannot be carried out.
+    Distributed, rank 0 alone prints and writes."""
+    comm = None
+
     def say(line):
-        print(line, file=sys.stderr, flush=True)
+        if comm is None or comm.rank == 0:
+            print(line, file=sys.stderr, flush=True)
 
     settings = settings_from(args)
     workload = Workload(hidden=tuple(args.hidden), optimizer=args.optimizer,
                         samples=args.samples)
     try:
-        backend = get_backend(args.device)
+        if args.distributed:
+            from .data_parallel import DISTRIBUTABLE, distributed_settings, join
+
+            comm = join(args)  # first: from here on rank 0 alone speaks
+            settings = distributed_settings(comm, args, settings)
+        backend = get_backend(args.device if comm is None else comm.backend)
         device = backend.name
         names, skipped = choose_variants(args.variants, device)
-        if args.out:
+        if comm is not None:
+            names = [n for n in names if n in DISTRIBUTABLE]
+        if args.out and (comm is None or comm.rank == 0):
             prepare_output_folder(args.out)
     except (BenchError, BackendUnavailable) as exc:
         say(f"gpunet bench: error: {exc}")
@@ -374,9 +349,18 @@ def run(args: argparse.Namespace) -> int:
     say(f"gpunet bench on {environment['device_name']} ({device}): "
         f"{', '.join(names)}; batch sizes {' '.join(map(str, settings.batch_sizes))}")
     variants = [build_variant(name, backend, workload, args.tf32) for name in names]
+    if comm is not None:
+        for variant in variants:
+            variant.distribute(comm)
+        say(f"distributed over {comm.size} ranks: each takes batch/{comm.size} rows of a "
+            f"step; samples/s below are totals over the ranks")
     rows = sweep(variants, settings, progress=say)
+    if comm is not None and comm.rank != 0:
+        return 1 if any(row["status"] == "error" for row in rows) else 0
+    config = report.config_of(args, settings, workload, device, names)
+    config["ranks"] = 1 if comm is None else comm.size
     record = report.make_record(
-        config=report.config_of(args, settings, workload, device, names), environment=environment,
+        config=config, environment=environment,
         variants={v.name: v.details() for v in variants}, skipped=skipped, rows=rows)
     print(report.format_table(record))
     print(report.format_targets(record))

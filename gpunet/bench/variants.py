@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from typing import Any
 from dataclasses import dataclass
 
 import numpy as np
@@ -196,6 +197,20 @@ class GpunetVariant(BackendVariant):
             X, y = workload.host_dataset()
             self.X, self.y = backend.asarray(X), backend.asarray(y)
         self._loss = None
+        self.ranks = 1
+        self._sync: Any = None  # the gradient all-reduce, when distributed
+
+    def distribute(self, comm) -> None:
+        """Train as one of ``comm.size`` data-parallel ranks: start from rank 0's weights,
+        take ``batch / size`` rows of each step, average the gradient over the ranks (one
+        all-reduce of the flat buffer between backward and the update)."""
+        grad, scale = self.optimizer.flat.grad, 1.0 / comm.size
+        comm.broadcast_(self.optimizer.flat.data)
+
+        def sync():
+            self.backend.xp.multiply(grad, scale, out=grad)
+            comm.allreduce_(grad)
+        self.ranks, self._sync = comm.size, sync
 
     def details(self):
         return {"ops": type(self.ops).__name__, "array_module": self.backend.xp.__name__,
@@ -213,10 +228,13 @@ class GpunetVariant(BackendVariant):
     def train_step(self, xb, yb):
         self._loss = self.loss_fn(self.model(xb), yb)
         self.model.backward(self.loss_fn.backward(), input_grad=False)
+        if self._sync is not None:
+            self._sync()
         self.optimizer.step()
 
     def step_at(self, batch_size):
-        index = self.backend.xp.arange(batch_size) % self.workload.samples
+        """One step on ``batch_size`` rows (this rank's share of them when distributed)."""
+        index = self.backend.xp.arange(batch_size // self.ranks) % self.workload.samples
         xb, yb = self.X[index], self.y[index]
         return lambda: self.train_step(xb, yb)
 
