@@ -251,3 +251,23 @@ def to_numpy(a) -> np.ndarray:
     if type(a).__module__.startswith("cupy"):
         return a.get()
     return np.asarray(a)
+
+
+def select_gpu(index: int) -> None:
+    """Make GPU ``index`` (modulo the device count) current, before anything touches a device
+    (a data-parallel rank takes the GPU of its local rank); nothing where no GPU answers."""
+    try:
+        import cupy
+
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception:
+        return  # no usable GPU: get_backend says why where one is asked for
+    if count:
+        cupy.cuda.Device(index % count).use()
+
+
+def nccl():
+    """CuPy's NCCL bindings (``cupy.cuda.nccl``); ImportError where NCCL is missing."""
+    from cupy.cuda import nccl as bindings
+
+    return bindings

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backend import nccl as backend_nccl
+
 OPS = ("sum", "min", "max")
 
 
@@ -32,11 +34,9 @@ class NcclEngine:
     captured as a CUDA graph captures its all-reduce too). The communicator's unique id is
     made on rank 0 and broadcast over MPI (the Horovod pattern)."""
 
-    def __init__(self, mpi_comm, rank, size):
-        import cupy
-        from cupy.cuda import nccl
-
-        self.cupy, self.nccl = cupy, nccl
+    def __init__(self, mpi_comm, rank, size, xp):
+        nccl = backend_nccl()
+        self.xp, self.nccl = xp, nccl
         uid = mpi_comm.bcast(nccl.get_unique_id() if rank == 0 else None, root=0)
         self.comm = nccl.NcclCommunicator(size, uid, rank)
         self.types = {np.dtype(np.float32): nccl.NCCL_FLOAT32,
@@ -52,12 +52,12 @@ class NcclEngine:
         return self.types[a.dtype]
 
     def allreduce_(self, a, op: str) -> None:
-        stream = self.cupy.cuda.get_current_stream().ptr
+        stream = self.xp.cuda.get_current_stream().ptr
         self.comm.allReduce(a.data.ptr, a.data.ptr, a.size, self._type(a), self.ops[op],
                             stream)
 
     def broadcast_(self, a, root: int) -> None:
-        stream = self.cupy.cuda.get_current_stream()
+        stream = self.xp.cuda.get_current_stream()
         self.comm.bcast(a.data.ptr, a.size, self._type(a), root, stream.ptr)
         stream.synchronize()  # rare (start of a run); later work may run on another stream
 

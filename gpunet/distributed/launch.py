@@ -7,7 +7,7 @@ import os
 import sys
 import traceback
 
-from ..backend import get_backend
+from ..backend import get_backend, select_gpu
 from .comm import Communicator
 
 #: Environment variables an MPI launcher sets on each rank: (rank, local rank).
@@ -35,18 +35,6 @@ def launcher_ranks(environ=None) -> tuple[int, int] | None:
     return None
 
 
-def _use_local_gpu(local_rank):
-    """Make the GPU of this local rank current before anything touches a device."""
-    try:
-        import cupy
-
-        count = cupy.cuda.runtime.getDeviceCount()
-    except Exception:
-        return  # no usable GPU: get_backend says why where one is asked for
-    if count:
-        cupy.cuda.Device(local_rank % count).use()
-
-
 def init(device="auto") -> Communicator:
     """Join the job; ``device``: ``"cpu"``, ``"gpu"`` (one per local rank) or ``"auto"``.
 
@@ -64,14 +52,14 @@ def init(device="auto") -> Communicator:
     mpi = MPI.COMM_WORLD
     local_rank = ranks[1]
     if device != "cpu":
-        _use_local_gpu(local_rank)
+        select_gpu(local_rank)
     backend = get_backend(device)
     from .engines import MpiEngine, NcclEngine
 
     device_engine = None
     if backend.name == "gpu":
         try:
-            device_engine = NcclEngine(mpi, mpi.Get_rank(), mpi.Get_size())
+            device_engine = NcclEngine(mpi, mpi.Get_rank(), mpi.Get_size(), backend.xp)
         except ImportError as exc:
             raise DistributedError(f"the GPU engine needs NCCL ({exc}); install NCCL for "
                                    f"your CUDA (pip install nvidia-nccl-cu13) or train "
