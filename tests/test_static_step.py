@@ -1,5 +1,6 @@
 """The static-buffer training step (``graph="auto"`` on the CPU): the same weights as the
 eager loop, bit for bit; nothing allocated per step after the first; clear refusals."""
+import contextlib
 import tracemalloc
 
 import numpy as np
@@ -150,3 +151,43 @@ def test_cli_graph_on_without_a_gpu_is_a_usage_error(tmp_path, capsys):
     assert "--graph on: graph='on' needs the GPU" in err and "Traceback" not in err
     assert main(["train", "--dataset", "xor", "--epochs", "1", "--graph", "auto", "--device",
                  "cpu", "--out", str(tmp_path / "run2"), "--no-progress"]) == 0
+
+
+class _RefusingStream:
+    """Stands in for a CUDA stream on which recording a graph fails (as CuPy refusing a call,
+    or a host synchronisation, inside the step would)."""
+
+    def begin_capture(self):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+
+def _epoch_of(runner):
+    runner.start_epoch()
+    for step in range(runner.count):
+        runner.run(step)
+
+
+def test_a_failed_recording_falls_back_to_the_uncaptured_step_unless_strict():
+    X, y = _data()
+    results = []
+    for stream, strict in ((None, True), (_RefusingStream(), False)):
+        gn.manual_seed(0)
+        model = _model()
+        opt = gn.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        runner = StepRunner(model, opt, X, y, 32, 11, stream, strict=strict)
+        with pytest.warns(RuntimeWarning, match="recording the training step failed") \
+                if stream is not None else contextlib.nullcontext():
+            for _ in range(2):
+                _epoch_of(runner)
+        runner.close()
+        results.append(([p.data.copy() for p in model.parameters()], opt.step_count))
+    (plain, plain_steps), (fallback, fallback_steps) = results
+    assert plain_steps == fallback_steps == 22
+    for a, b in zip(plain, fallback):
+        np.testing.assert_array_equal(a, b)
+    model = _model()
+    opt = gn.optim.SGD(model.parameters(), lr=0.01)
+    strict = StepRunner(model, opt, X, y, 32, 11, _RefusingStream(), strict=True)
+    with pytest.raises(RuntimeError, match="capturing"):
+        _epoch_of(strict)
+    assert opt.step_count == 1  # the warm-up step only: the failed recording took none

@@ -253,8 +253,9 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
     - ``graph``: ``"auto"`` runs a Sequential of Linear/ReLU/Flatten/Sigmoid/Tanh with
       ``CrossEntropyLoss`` through the static-buffer step (``training/step.py``), captured
       as one CUDA graph per batch shape on the GPU, and says so in one line there; anything
-      else runs eagerly. ``"on"`` insists on the graph (an error where it cannot be had: the
-      CPU, another loss or layer); ``"off"`` always runs eagerly.
+      else runs eagerly; a recording that fails warns and runs the step uncaptured.
+      ``"on"`` insists on the graph (an error where it cannot be had: the CPU, another loss
+      or layer, a failed recording); ``"off"`` always runs eagerly.
     - ``distributed``: a communicator from :func:`gpunet.distributed.init`: data-parallel
       training, one process per rank, each holding all the data. ``batch_size`` is the
       global batch (a multiple of the ranks), split evenly; every rank shuffles alike from
@@ -320,7 +321,8 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
                 else None
             runner = StepRunner(model, optimizer, X, y, loader.batch_size, len(loader), stream,
                                 shard=loader.shard,
-                                sync=None if parallel is None else parallel.hook)
+                                sync=None if parallel is None else parallel.hook,
+                                strict=graph == "on")
             stack.callback(runner.close)
             if runner.stream is not None:  # every op of the run ordered with the replays
                 stack.enter_context(runner.stream)

@@ -14,7 +14,9 @@ shuffle is written into the order buffer before its replays (cuRAND cannot be ca
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -106,36 +108,69 @@ class StaticStep:
                      epoch.losses, epoch.hits)
 
 
+@contextlib.contextmanager
+def _tiled_gemms(ops):
+    """Every GEMM of ``ops`` on the tiled kernel inside the block (CuPy refuses cuBLAS while
+    a stream captures; the warm-up run uses the same products). Ops without GEMM routes (the
+    NumPy ones) are left as they are."""
+    if not hasattr(ops, "gemm_routes"):
+        yield
+        return
+    routes, ops.gemm_routes = ops.gemm_routes, TILED
+    try:
+        yield
+    finally:
+        ops.gemm_routes = routes
+
+
 class CapturedStep:
     """A :class:`StaticStep` on the GPU: run eagerly once (warm-up: its buffers are made),
     recorded as a CUDA graph on the next call, then replayed. The optimizer's host step
-    count is advanced per replay (the graph advances the device one)."""
+    count is advanced per replay (the graph advances the device one). When recording fails
+    and ``strict`` is off (``graph="auto"``), a warning says why and the step runs eagerly
+    from then on; with ``strict`` (``graph="on"``) the error is raised."""
 
-    def __init__(self, static: StaticStep, stream):
-        self.static, self.stream = static, stream
+    def __init__(self, static: StaticStep, stream, strict: bool = True):
+        self.static, self.stream, self.strict = static, stream, strict
         self.graph: Any = None  # a cupy.cuda.Graph once recorded
-        self.warm = False
+        self.warm = self.uncaptured = False
 
     def run(self) -> None:
         static = self.static
-        if self.graph is None:
-            ops = static.ops
-            routes, ops.gemm_routes = ops.gemm_routes, TILED
-            try:
+        if self.graph is None and not self.uncaptured:
+            with _tiled_gemms(static.ops):
                 if not self.warm:
                     static.run()
                     self.warm = True
                     return
-                self.stream.begin_capture()
-                try:
-                    static.run()  # recorded, not executed
-                finally:
-                    self.graph = self.stream.end_capture()
-                static.optimizer.step_count -= 1  # the recording counted a step it did not take
-            finally:
-                ops.gemm_routes = routes
+                self._record()
+        if self.uncaptured:
+            static.run()
+            return
         self.graph.launch(self.stream)
         static.optimizer.step_count += 1
+
+    def _record(self) -> None:
+        """Record one step (its kernels are not executed) as ``self.graph``."""
+        optimizer = self.static.optimizer
+        count = optimizer.step_count  # the recording counts a step it does not take
+        try:
+            self.stream.begin_capture()
+            try:
+                self.static.run()
+            finally:
+                graph = self.stream.end_capture()
+        except Exception as exc:
+            optimizer.step_count = count
+            if self.strict:
+                raise
+            warnings.warn(f"graph: recording the training step failed ({type(exc).__name__}: "
+                          f"{exc}); it runs uncaptured from here on", RuntimeWarning,
+                          stacklevel=2)
+            self.uncaptured = True
+            return
+        optimizer.step_count = count
+        self.graph = graph
 
 
 def graph_mode(graph, model, loss_fn, X, y) -> tuple[str, str]:
@@ -171,11 +206,13 @@ class StepRunner:
     Data parallelism: with a :class:`~gpunet.data.shard.Shard` ``shard`` the steps walk this
     rank's share of each global batch of ``batch_size``, and ``sync(weight)`` (the gradient
     all-reduce) returns what each step calls between backward and the update; on the GPU it
-    is captured with the step, on the capture stream."""
+    is captured with the step, on the capture stream. ``strict``: a recording that fails
+    raises (``graph="on"``) rather than falling back to the uncaptured step."""
 
     def __init__(self, model, optimizer, X, y, batch_size, steps, stream=None, *, shard=None,
-                 sync=None):
+                 sync=None, strict=True):
         backend = model.backend
+        self.strict = strict
         self.shuffle = batch_size < len(X)
         if shard is None:
             rows = [batch_size] * (steps - 1) + [len(X) - (steps - 1) * batch_size]
@@ -195,7 +232,9 @@ class StepRunner:
             workspace.pin()
 
     def _make(self, static):
-        return CapturedStep(static, self.stream) if self.stream is not None else static
+        if self.stream is None:
+            return static
+        return CapturedStep(static, self.stream, self.strict)
 
     def start_epoch(self) -> None:
         self.epoch.start_epoch(self.shuffle)
