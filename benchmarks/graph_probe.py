@@ -5,7 +5,8 @@ candidates, each tried on one forward product ``out = x @ w.T`` of the lecture's
 
 - ``cupy.matmul``: CuPy's own call (it may refuse while a stream captures);
 - ``cublas-direct``: ``cublasSgemm`` through ``cupy_backends.cuda.libs.cublas`` on CuPy's
-  handle, bypassing CuPy's capture check (cuBLAS itself supports capture);
+  handle (cuBLAS itself supports capture; CuPy's wrapper sets the handle's stream first, which
+  may refuse while capturing: the probe finds out);
 - ``tiled``: gpunet's ``kernels/gemm.cu`` (what the captured step uses today).
 
 For each: whether capture succeeds, whether the replay gives the eager result, and the median
@@ -53,6 +54,7 @@ def probe_route(name, batch):
     w = cupy.random.standard_normal((N_OUT, N_IN), dtype=np.float32)
     want = x @ w.T
     out = cupy.full((batch, N_OUT), np.nan, dtype=np.float32)
+    cupy.cuda.Device().synchronize()  # made on the default stream, used on another
     stream = cupy.cuda.Stream(non_blocking=True)
     row = {"route": name, "batch": batch}
     with stream:

@@ -40,12 +40,18 @@ class KernelSource:
         if expression not in self.kernels:
             raise KeyError(f"{expression!r} is not a kernel of {self.name}.cu; expected one "
                            f"of {self.kernels}")
-        return _compiled(self).get_function(expression)
+        return _function(self, expression)
 
     def warmup(self) -> None:
         """Compile the module and fetch every kernel now."""
         for expression in self.kernels:
             self.function(expression).compile()
+
+
+@functools.lru_cache(maxsize=None)
+def _function(source: KernelSource, expression: str):
+    """One kernel object per (module, kernel): launches reuse it."""
+    return _compiled(source).get_function(expression)
 
 
 @functools.lru_cache(maxsize=None)

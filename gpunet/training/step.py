@@ -158,8 +158,11 @@ class CapturedStep:
             self.stream.begin_capture()
             try:
                 self.static.run()
-            finally:
-                graph = self.stream.end_capture()
+            except BaseException:  # the step's own error, not end_capture's on top of it
+                with contextlib.suppress(Exception):
+                    self.stream.end_capture()
+                raise
+            graph = self.stream.end_capture()
         except Exception as exc:
             optimizer.step_count = count
             if self.strict:
@@ -222,6 +225,8 @@ class StepRunner:
             batch_size = shard.local_batch_size
         self.epoch = EpochBuffers(backend, len(X), batch_size, steps, shard)
         self.stream = stream
+        if stream is not None and backend.name == "gpu":  # data, buffers: default stream
+            stream.wait_event(backend.xp.cuda.Stream.null.record())
         kinds = list(dict.fromkeys(zip(rows[-2:], weights[-2:])))  # full steps, last step
         self.steps = [self._make(StaticStep(model, optimizer, X, y, r, self.epoch,
                                             None if sync is None else sync(w)))
@@ -250,6 +255,9 @@ class StepRunner:
         return (last.static if isinstance(last, CapturedStep) else last).loss
 
     def close(self) -> None:
-        """Let the workspaces evict again (the graphs are dropped with the runner)."""
+        """Finish the capture stream's work (later work runs on other streams) and let the
+        workspaces evict again (the graphs are dropped with the runner)."""
+        if self.stream is not None:
+            self.stream.synchronize()
         for workspace in self._workspaces:
             workspace.unpin()
