@@ -6,7 +6,7 @@ cross-entropy, backward, optimizer update, and a record of the step's loss and c
 Which rows it takes, and where it records, come from a cursor in device memory, so the same
 step, run again, walks through the epoch. After its first run it allocates nothing.
 
-On the CPU :func:`make_steps` runs it as it is (the code path CI tests). On the GPU a
+On the CPU a :class:`StepRunner` runs it as it is (the code path CI tests). On the GPU a
 :class:`CapturedStep` records it once per batch shape with CuPy stream capture and replays
 the graph: one launch per step, no host synchronisation. The learning rate and Adam's step
 count live in device memory, so a schedule changes them between replays; each epoch's
@@ -162,18 +162,16 @@ class CapturedStep:
                 with contextlib.suppress(Exception):
                     self.stream.end_capture()
                 raise
-            graph = self.stream.end_capture()
+            self.graph = self.stream.end_capture()
         except Exception as exc:
-            optimizer.step_count = count
             if self.strict:
                 raise
             warnings.warn(f"graph: recording the training step failed ({type(exc).__name__}: "
                           f"{exc}); it runs uncaptured from here on", RuntimeWarning,
                           stacklevel=2)
             self.uncaptured = True
-            return
-        optimizer.step_count = count
-        self.graph = graph
+        finally:
+            optimizer.step_count = count
 
 
 def graph_mode(graph, model, loss_fn, X, y) -> tuple[str, str]:
@@ -232,6 +230,7 @@ class StepRunner:
                                             None if sync is None else sync(w)))
                       for r, w in kinds]
         self.count = steps
+        self._last = self.steps[0]
         self._workspaces = [m._workspace for m in model.modules()] + [backend.ops.workspace]
         for workspace in self._workspaces:
             workspace.pin()
@@ -246,12 +245,13 @@ class StepRunner:
 
     def run(self, step: int) -> None:
         """Run step ``step`` (0-based) of the epoch."""
-        (self.steps[-1] if step == self.count - 1 else self.steps[0]).run()
+        self._last = self.steps[-1] if step == self.count - 1 else self.steps[0]
+        self._last.run()
 
     @property
     def last_loss(self):
         """The loss of the last step run (a 0-d device array)."""
-        last = self.steps[0]
+        last = self._last
         return (last.static if isinstance(last, CapturedStep) else last).loss
 
     def close(self) -> None:
