@@ -13,7 +13,10 @@ from .engines import OPS
 #: A failing rank other than 0 waits this long before reporting: when rank 0 fails too
 #: (an error every rank meets, such as a bad argument), its abort ends the job first and
 #: the error is printed once.
-REPORT_DELAY = 1.0
+REPORT_DELAY = 1.5
+#: After its report a failing rank waits this long before the abort: the launcher forwards a
+#: rank's output through its own process, and an abort that reaches it first loses the report.
+DRAIN_DELAY = 0.5
 
 
 class Communicator:
@@ -75,12 +78,14 @@ class Communicator:
 
     def fail(self, message: str, code: int = 1):
         """Report ``message`` naming this rank on stderr (printed once when every rank
-        fails alike: see :data:`REPORT_DELAY`), then :meth:`abort` with ``code``."""
+        fails alike: see :data:`REPORT_DELAY`), let the launcher forward it
+        (:data:`DRAIN_DELAY`), then :meth:`abort` with ``code``."""
         try:
             if self.rank != 0:
                 time.sleep(REPORT_DELAY)  # a signal here: the job is ending already
             sys.stderr.write(f"[rank {self.rank} of {self.size}] {message}\n")
             sys.stderr.flush()
+            time.sleep(DRAIN_DELAY)
         finally:
             try:
                 self.abort(code)
