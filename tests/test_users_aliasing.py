@@ -35,7 +35,7 @@ def test_outputs_collected_over_a_loader_are_distinct(backend, model, rng):
     outs = [model(xb) for xb, _ in loader]
     assert len({id(o) for o in outs}) == 3
     np.testing.assert_allclose(gn.to_numpy(backend.xp.concatenate(outs)),
-                               gn.to_numpy(model(x)), rtol=1e-6)
+                               gn.to_numpy(model(x)), rtol=1e-5, atol=1e-6)  # float32 GEMMs
 
 
 def test_evaluate_and_predict_leave_earlier_outputs_alone(backend, model, rng):
