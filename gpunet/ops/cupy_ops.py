@@ -83,7 +83,7 @@ class CupyOps(NumpyOps):
         m, n = out.shape
         k = a.shape[0] if trans_a else a.shape[1]
         if gemm.can_launch(m, n) and self.gemm_route(m, n, k) == "tiled":
-            return gemm.gemm(a, b, out, trans_a, trans_b, bias, relu)
+            return gemm.gemm(a, b, out, trans_a, trans_b, self.workspace, bias, relu)
         cupy.matmul(a.T if trans_a else a, b.T if trans_b else b, out=out)
         if bias is not None or relu:
             linear_relu.bias_act(out, bias, relu)

@@ -1,53 +1,207 @@
-"""Launcher of ``kernels/gemm.cu``: the tiled GEMM with a bias+ReLU epilogue (no cuBLAS).
+"""Launcher of ``kernels/gemm.cu``: the register-tiled SGEMM with a bias+ReLU epilogue and
+deterministic split-K (no cuBLAS, so it can be captured in a CUDA graph).
 
-NumPy reference: ``NumpyOps.linear_forward`` / ``linear_relu_forward`` / ``linear_backward``
-(``x @ W.T + b``, ``dZ.T @ X``, ``dZ @ W``). Tests: tests/test_cupy_ops.py (the ``tiled``
-route of ``test_linear_forward`` and ``test_linear_backward``), tests/test_gpu_path.py.
+How a shape is served (:func:`plan`, a pure function of ``(m, n, k)`` and the SM count):
+
+- Three tile configurations, largest first: 128x128 (8x8 outputs per thread, the most work per
+  byte of shared memory), 64x64 and 32x32 (4x4 per thread: more blocks for small outputs).
+- A configuration is skipped when its tiles cover more than ``MAX_PADDING`` times the output
+  (e.g. 128-wide tiles for a 10-column layer: most of each block's work would be thrown away).
+- A wave is one block per SM; every configuration fits at least two blocks on an SM, so a grid
+  a little over one wave still runs in one. The first configuration whose grid fills
+  ``WAVE_FILL`` of a wave wins, after splitting K as far as needed to get there: never more
+  than ``MAX_SPLITS`` ways, nor into ranges shorter than ``MIN_SPLIT_K`` (a split's partial
+  sums cost a write and a read of M x N floats, worth it only over enough K). When none fills,
+  the smallest configuration takes the most splits the limits allow (the weight gradient
+  ``dZ^T X``, whose K is the batch, and the first layer's forward at small batch land here).
+- A split GEMM writes ``(splits, m, n)`` partial sums into a workspace buffer, then
+  ``split_k_reduce`` adds them in a fixed order and applies bias + ReLU: no atomics, so the
+  result is bit-identical run to run. The buffer comes from the caller's Workspace, so its
+  address stays the same across CUDA-graph replays.
+
+Not yet tuned on a device: ``benchmarks/graph_probe.py`` times each configuration.
+NumPy reference: ``NumpyOps.linear_forward`` / ``linear_relu_forward`` / ``linear_backward``.
+Tests: tests/test_gemm_plan.py, tests/test_gemm_emulated.py, tests/test_gpu_gemm.py.
 """
 from __future__ import annotations
 
+import functools
+import math
+from dataclasses import dataclass
+
 import numpy as np
 
-from ..kernels import KernelSource, flag
+from ..kernels import THREADS, KernelSource, blocks, flag
 
-TILE = 64          # a block computes a TILE x TILE tile of the output
-TILE_K = 16        # K advances TILE_K at a time through shared memory
-THREADS_SIDE = 16  # block of THREADS_SIDE x THREADS_SIDE threads
+SHARED_PAD = 4      # floats of padding per shared tile row (a multiple of 4: float4 reads)
 MAX_GRID_Y = 65535  # CUDA's limit on gridDim.y (the column tiles)
+WAVE_FILL = 0.75    # a grid with this many blocks per SM counts as filling the device
+MIN_SPLIT_K = 64    # no split-K range shorter than this
+MAX_SPLITS = 16     # at most this many partial sums per output
+MAX_PADDING = 2.0   # skip tiles covering more than this multiple of the output's area
 
-# The (trans_a, trans_b, has_bias, relu) instantiations the ops use.
+
+@dataclass(frozen=True)
+class Tiles:
+    """One block tile configuration: ``bm x bn`` outputs, ``bk`` deep, ``tm x tn`` per thread."""
+
+    bm: int
+    bn: int
+    bk: int
+    tm: int
+    tn: int
+
+    @property
+    def threads(self) -> int:
+        return (self.bm // self.tm) * (self.bn // self.tn)
+
+    @property
+    def shared_bytes(self) -> int:
+        """Static shared memory of a block: two buffers of both slices."""
+        return 2 * self.bk * (self.bm + self.bn + 2 * SHARED_PAD) * 4
+
+
+CONFIGS = (Tiles(128, 128, 8, 8, 8), Tiles(64, 64, 16, 4, 4), Tiles(32, 32, 16, 4, 4))
+
+# The (trans_a, trans_b, has_bias, relu) instantiations the ops use; a split GEMM's first pass
+# uses the (trans_a, trans_b, False, False) one, which each transpose pair has.
 VARIANTS = tuple([(False, True, bias, relu) for bias in (True, False) for relu in (True, False)]
                  + [(True, False, False, False), (False, False, False, False)])
+EPILOGUES = tuple((bias, relu) for bias in (True, False) for relu in (True, False))
 
 
-def name(trans_a: bool, trans_b: bool, has_bias: bool, relu: bool) -> str:
-    """The name expression of one instantiation."""
-    return f"gemm_bias_act<{', '.join(flag(f) for f in (trans_a, trans_b, has_bias, relu))}>"
+def name(tiles: Tiles, trans_a: bool, trans_b: bool, has_bias: bool, relu: bool) -> str:
+    """The name expression of one GEMM instantiation."""
+    sizes = (tiles.bm, tiles.bn, tiles.bk, tiles.tm, tiles.tn)
+    flags = (flag(f) for f in (trans_a, trans_b, has_bias, relu))
+    return f"gemm_tiled<{', '.join(map(str, sizes))}, {', '.join(flags)}>"
+
+
+def reduce_name(has_bias: bool, relu: bool) -> str:
+    """The name expression of one split-K reduction."""
+    return f"split_k_reduce<{flag(has_bias)}, {flag(relu)}>"
 
 
 SOURCE = KernelSource(
     "gemm",
-    kernels=tuple(name(*v) for v in VARIANTS),
-    defines=(("TILE", TILE), ("TILE_K", TILE_K), ("THREADS_SIDE", THREADS_SIDE)),
+    kernels=tuple(name(t, *v) for t in CONFIGS for v in VARIANTS)
+    + tuple(reduce_name(*e) for e in EPILOGUES),
+    defines=(("SHARED_PAD", SHARED_PAD), ("REDUCE_THREADS", THREADS)),
 )
 
 
-def grid(m: int, n: int) -> tuple[int, int]:
-    """Blocks for an (m, n) output."""
-    return -(-m // TILE), -(-n // TILE)
+@dataclass(frozen=True)
+class Plan:
+    """How one (m, n, k) product runs: a tile configuration and a split of K."""
+
+    m: int
+    n: int
+    k: int
+    tiles: Tiles
+    splits: int
+    k_per_split: int
+
+    @property
+    def grid(self) -> tuple[int, int, int]:
+        return _ceil_div(self.m, self.tiles.bm), _ceil_div(self.n, self.tiles.bn), self.splits
+
+    @property
+    def blocks(self) -> int:
+        rows, cols, splits = self.grid
+        return rows * cols * splits
+
+    @property
+    def partials_shape(self) -> tuple[int, int, int] | None:
+        """The workspace buffer of partial sums, None when K is not split."""
+        return (self.splits, self.m, self.n) if self.splits > 1 else None
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def make_plan(tiles: Tiles, m: int, n: int, k: int, splits: int) -> Plan:
+    """A plan with K cut into at most ``splits`` ranges of whole ``bk`` slices, none empty."""
+    if splits <= 1:
+        return Plan(m, n, k, tiles, 1, k)
+    per_split = _ceil_div(_ceil_div(k, splits), tiles.bk) * tiles.bk
+    return Plan(m, n, k, tiles, _ceil_div(k, per_split), per_split)
+
+
+def filling_plan(tiles: Tiles, m: int, n: int, k: int, sms: int) -> Plan:
+    """``tiles`` with K split as far as needed to fill ``WAVE_FILL`` of a wave of ``sms`` SMs,
+    within ``MAX_SPLITS`` and ``MIN_SPLIT_K``."""
+    target = max(1, math.ceil(WAVE_FILL * sms))
+    max_splits = max(1, min(MAX_SPLITS, k // MIN_SPLIT_K))
+    count = _ceil_div(m, tiles.bm) * _ceil_div(n, tiles.bn)
+    return make_plan(tiles, m, n, k, min(max_splits, _ceil_div(target, count)))
+
+
+def plan(m: int, n: int, k: int, sms: int) -> Plan:
+    """The configuration and split for an (m x k) @ (k x n) product (m, n >= 1) on ``sms``
+    SMs: the first configuration that fills a wave without too much padding, else the
+    smallest (see the module's text for the reasoning)."""
+    for tiles in CONFIGS:
+        padded = _ceil_div(m, tiles.bm) * tiles.bm * _ceil_div(n, tiles.bn) * tiles.bn
+        chosen = filling_plan(tiles, m, n, k, sms)
+        if padded <= MAX_PADDING * m * n and chosen.blocks >= math.ceil(WAVE_FILL * sms):
+            return chosen
+    return filling_plan(CONFIGS[-1], m, n, k, sms)
 
 
 def can_launch(m: int, n: int) -> bool:
-    """Whether an (m, n) output makes a launchable grid (not empty, not too many columns)."""
-    rows, cols = grid(m, n)
-    return rows > 0 and 0 < cols <= MAX_GRID_Y
+    """Whether an (m, n) output makes a launchable grid with every configuration (not empty,
+    not too many column tiles for the narrowest tiles)."""
+    return m > 0 and 0 < _ceil_div(n, min(t.bn for t in CONFIGS)) <= MAX_GRID_Y
 
 
-def gemm(a, b, out, trans_a: bool, trans_b: bool, bias=None, relu: bool = False):
-    """``out = act(op(a) @ op(b) + bias)`` in one launch (C-contiguous float32 arrays)."""
+def launches(p: Plan, a, b, out, trans_a: bool, trans_b: bool, workspace, bias=None,
+             relu: bool = False) -> list:
+    """The ``(kernel name, grid, block, args)`` launches that compute ``p`` (one, or two with
+    split-K: the partial sums go to ``workspace``'s ``gemm_partials_MxN`` buffer)."""
+    m, n, k = (np.int32(v) for v in (p.m, p.n, p.k))
+    block = (p.tiles.threads, 1, 1)
+    if p.partials_shape is None:
+        kernel = name(p.tiles, trans_a, trans_b, bias is not None, relu)
+        epilogue_bias = out if bias is None else bias
+        return [(kernel, p.grid, block, (a, b, epilogue_bias, out, m, n, k, k))]
+    partials = workspace.get(f"gemm_partials_{p.m}x{p.n}", p.partials_shape, np.float32)
+    return [
+        (name(p.tiles, trans_a, trans_b, False, False), p.grid, block,
+         (a, b, partials, partials, m, n, k, np.int32(p.k_per_split))),
+        (reduce_name(bias is not None, relu), (blocks(p.m * p.n), 1, 1), (THREADS, 1, 1),
+         (partials, partials if bias is None else bias, out, m, n, np.int32(p.splits))),
+    ]
+
+
+@functools.lru_cache(maxsize=None)
+def _sm_count(device_id: int) -> int:
+    import cupy
+
+    return cupy.cuda.Device(device_id).attributes["MultiProcessorCount"]
+
+
+def sm_count() -> int:
+    """The current device's multiprocessor count (asked once per device)."""
+    import cupy
+
+    return _sm_count(cupy.cuda.Device().id)
+
+
+def run_plan(p: Plan, a, b, out, trans_a: bool, trans_b: bool, workspace, bias=None,
+             relu: bool = False):
+    """Launch :func:`launches` on the current stream; returns ``out``."""
+    for kernel, grid, block, args in launches(p, a, b, out, trans_a, trans_b, workspace, bias,
+                                              relu):
+        SOURCE.function(kernel)(grid, block, args)
+    return out
+
+
+def gemm(a, b, out, trans_a: bool, trans_b: bool, workspace, bias=None, relu: bool = False,
+         sms: int | None = None):
+    """``out = act(op(a) @ op(b) + bias)`` (C-contiguous float32 CuPy arrays); ``workspace``
+    (a Workspace) holds split-K partial sums; ``sms`` overrides the device's SM count."""
     m, n = out.shape
     k = a.shape[0] if trans_a else a.shape[1]
-    kernel = SOURCE.function(name(trans_a, trans_b, bias is not None, relu))
-    kernel(grid(m, n), (THREADS_SIDE, THREADS_SIDE),
-           (a, b, out if bias is None else bias, out, np.int32(m), np.int32(n), np.int32(k)))
-    return out
+    p = plan(m, n, k, sm_count() if sms is None else sms)
+    return run_plan(p, a, b, out, trans_a, trans_b, workspace, bias, relu)
