@@ -223,6 +223,7 @@ def main():
         f"{result['suggested_gemm_routes']}")
     result["train_step"] = bench_train_step()
     result["graph_gemm"] = graph_probe.probe()
+    result["gemm_configs"] = graph_probe.time_configurations()
     result["total_s"] = time.perf_counter() - started
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)

@@ -10,8 +10,13 @@ candidates, each tried on one forward product ``out = x @ w.T`` of the lecture's
 - ``tiled``: gpunet's ``kernels/gemm.cu`` (what the captured step uses today).
 
 For each: whether capture succeeds, whether the replay gives the eager result, and the median
-microseconds per call eager and replayed (CUDA events) at a few batch sizes. Called by
-``gpu_check.py``; alone: ``python benchmarks/graph_probe.py``.
+microseconds per call eager and replayed (CUDA events) at a few batch sizes.
+
+:func:`time_configurations` times the tiled GEMM's tile configurations (each unsplit and split
+as its rule would split it) and the launcher's own plan against ``cupy.matmul`` at every product
+of a training step (forward, weight grad, input grad) of a 784-512-512-10 network, so the
+launcher's selection rule can be checked against measurements. Called by ``gpu_check.py``;
+alone: ``python benchmarks/graph_probe.py``.
 """
 from __future__ import annotations
 
@@ -22,9 +27,13 @@ import numpy as np
 
 from benchmarks.device_timing import time_ms
 from gpunet.ops.launchers import gemm
+from gpunet.ops.workspace import Workspace
 
 BATCHES = (32, 256, 4096)
 N_IN, N_OUT = 784, 512
+WORKSPACE = Workspace(cupy)  # the tiled GEMM's split-K partial sums
+LAYERS = ((784, 512), (512, 512), (512, 10))
+TRAIN_BATCHES = (32, 128, 1024, 65536)
 
 
 def _cublas_direct(x, w, out):
@@ -43,7 +52,7 @@ def _cublas_direct(x, w, out):
 ROUTES = {
     "cupy.matmul": lambda x, w, out: cupy.matmul(x, w.T, out=out),
     "cublas-direct": _cublas_direct,
-    "tiled": lambda x, w, out: gemm.gemm(x, w, out, False, True),
+    "tiled": lambda x, w, out: gemm.gemm(x, w, out, False, True, WORKSPACE),
 }
 
 
@@ -96,5 +105,50 @@ def probe() -> list[dict]:
     return rows
 
 
+def training_products(batch, n_in, n_out):
+    """``(product, m, n, k, trans_a, trans_b)`` of one linear layer's step."""
+    return (("forward x W^T", batch, n_out, n_in, False, True),
+            ("weight grad dZ^T X", n_out, n_in, batch, True, False),
+            ("input grad dZ W", batch, n_in, n_out, False, False))
+
+
+def time_product(m, n, k, trans_a, trans_b):
+    """Median microseconds of cupy.matmul, of the launcher's plan, and of each configuration
+    unsplit and split as :func:`gemm.filling_plan` splits it, for one product."""
+    sms = gemm.sm_count()
+    a = cupy.random.standard_normal((k, m) if trans_a else (m, k), dtype=np.float32)
+    b = cupy.random.standard_normal((n, k) if trans_b else (k, n), dtype=np.float32)
+    op_a, op_b = a.T if trans_a else a, b.T if trans_b else b
+    out = cupy.empty((m, n), dtype=np.float32)
+    chosen = gemm.plan(m, n, k, sms)
+    plans = {"plan": chosen}
+    for tiles in gemm.CONFIGS:
+        for p in (gemm.make_plan(tiles, m, n, k, 1), gemm.filling_plan(tiles, m, n, k, sms)):
+            plans[f"{tiles.bm}x{tiles.bn}/{p.splits}"] = p
+    row = {"m": m, "n": n, "k": k, "plan": f"{chosen.tiles.bm}x{chosen.tiles.bn}/{chosen.splits}",
+           "matmul_us": 1e3 * time_ms(lambda: cupy.matmul(op_a, op_b, out=out), samples=5,
+                                      calls=20)}
+    for label, p in plans.items():
+        row[f"{label}_us"] = 1e3 * time_ms(
+            lambda: gemm.run_plan(p, a, b, out, trans_a, trans_b, WORKSPACE),  # noqa: B023
+            samples=5, calls=20)
+    return row
+
+
+def time_configurations() -> list[dict]:
+    """:func:`time_product` at every training product of every layer and batch size."""
+    rows = []
+    for batch in TRAIN_BATCHES:
+        for n_in, n_out in LAYERS:
+            for product, *shape in training_products(batch, n_in, n_out):
+                row = {"product": product, **time_product(*shape)}
+                rows.append(row)
+                print(f"gemm configs {product:19s} {row['m']:6d} x {row['n']:4d} x "
+                      f"{row['k']:6d}: " + ", ".join(
+                          f"{k[:-3]}={v:.1f}" for k, v in row.items() if k.endswith("_us"))
+                      + f" (plan {row['plan']})", flush=True)
+    return rows
+
+
 if __name__ == "__main__":
-    print(json.dumps(probe(), indent=1))
+    print(json.dumps({"routes": probe(), "configurations": time_configurations()}, indent=1))

@@ -28,7 +28,7 @@
 // No headers: everything used here is an NVRTC built-in.
 
 #if !defined(SHARED_PAD) || !defined(REDUCE_THREADS)
-#error "launch sizes come from gpunet/ops/launchers/gemm.py as -DSHARED_PAD=... -DREDUCE_THREADS=..."
+#error "launch sizes come from gpunet/ops/launchers/gemm.py: -DSHARED_PAD=... -DREDUCE_THREADS=..."
 #endif
 // Shared tiles are k-major (tile[k][m], tile[k][n]) so that a thread reads 4 consecutive rows
 // (columns) of one k as a float4. Rows are padded by SHARED_PAD floats: a multiple of 4 keeps
