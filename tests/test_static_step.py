@@ -1,13 +1,13 @@
 """The static-buffer training step (``graph="auto"`` on the CPU): the same weights as the
 eager loop, bit for bit; nothing allocated per step after the first; clear refusals."""
-import contextlib
 import tracemalloc
 
 import numpy as np
 import pytest
 
 import gpunet as gn
-from gpunet.training.step import StepRunner, graph_mode, static_step_problem
+from gpunet.training.step import graph_mode, static_step_problem
+from gpunet.training.step_runner import StepRunner
 
 
 def _data(n=330, features=(6, 7), classes=5, dtype=np.uint8, seed=0):
@@ -42,11 +42,12 @@ def _train(graph, make_opt, data, **kwargs):
 @pytest.mark.parametrize("dtype,activation", [(np.uint8, gn.ReLU), (np.float32, gn.Tanh)])
 def test_static_step_matches_the_eager_loop_bit_for_bit(make_opt, dtype, activation):
     data = _data(dtype=dtype)  # 330 = 10 x 32 + 10: the last batch is smaller
+    val = _data(n=77, dtype=dtype, seed=1)
     runs = [_train(graph, make_opt, data, epochs=5, batch_size=32, activation=activation,
-                   schedule=gn.schedules.CosineLR(5)) for graph in ("off", "auto")]
+                   schedule=gn.schedules.CosineLR(5), val=val) for graph in ("off", "auto")]
     (eager, eager_opt, eager_hist), (static, static_opt, static_hist) = runs
-    assert eager_hist["train_loss"] == static_hist["train_loss"]   # 55 steps
-    assert eager_hist["train_accuracy"] == static_hist["train_accuracy"]
+    for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+        assert eager_hist[key] == static_hist[key], key   # 55 steps, 5 validations
     assert eager_hist["train_loss"][-1] < eager_hist["train_loss"][0], "nothing learnt"
     for a, b in zip(eager.parameters(), static.parameters()):
         np.testing.assert_array_equal(a.data, b.data)
@@ -109,6 +110,48 @@ def test_the_allocation_check_can_fail():
     assert peak > 256 * 784 * 4 / 8
 
 
+def _trained_runner(X, y, batch=32):
+    model = _model() if X.shape[1:] == (6, 7) else gn.Sequential(
+        gn.Flatten(), gn.Linear(784, 32), gn.ReLU(), gn.Linear(32, 5))
+    opt = gn.optim.SGD(model.parameters(), lr=0.01)
+    runner = StepRunner(model, opt, X, y, batch, -(-len(X) // batch))
+    runner.start_epoch()
+    for step in range(runner.count):
+        runner.run(step)
+    return model, runner
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 64, 100, 4096])
+def test_static_evaluation_equals_evaluate(batch_size):
+    model, runner = _trained_runner(*_data())
+    Xv, yv = _data(n=100, seed=2)
+    loss_fn = gn.CrossEntropyLoss()
+    expected = gn.evaluate(model, Xv, yv, loss_fn, batch_size=batch_size)
+    for _ in range(2):  # the second time the cursor starts over
+        assert runner.evaluate(Xv, yv, batch_size) == (expected.loss, expected.accuracy)
+    assert model.training, "evaluation mode is left again"
+    runner.close()
+    assert runner.can_evaluate(loss_fn, Xv, yv)
+    assert not runner.can_evaluate(gn.MSELoss(), Xv, yv)
+    assert not runner.can_evaluate(loss_fn, Xv, yv.astype(np.float32))
+
+
+def test_static_evaluation_allocates_nothing_after_the_first():
+    """As for the training step: far below one batch of inputs (eager evaluation gathers
+    one per batch)."""
+    model, runner = _trained_runner(*_data(n=300, features=(28, 28)))
+    Xv, yv = _data(n=300, features=(28, 28), seed=2)
+    runner.evaluate(Xv, yv, 64)
+    tracemalloc.start()
+    try:
+        runner.evaluate(Xv, yv, 64)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        runner.close()
+    assert peak < 64 * 784 * 4 / 8, f"peak {peak} bytes"
+
+
 def test_graph_argument_is_checked_and_on_needs_the_gpu():
     X, y = _data()
     model, loss_fn = _model(), gn.CrossEntropyLoss()
@@ -151,46 +194,3 @@ def test_cli_graph_on_without_a_gpu_is_a_usage_error(tmp_path, capsys):
     assert "--graph on: graph='on' needs the GPU" in err and "Traceback" not in err
     assert main(["train", "--dataset", "xor", "--epochs", "1", "--graph", "auto", "--device",
                  "cpu", "--out", str(tmp_path / "run2"), "--no-progress"]) == 0
-
-
-class _RefusingStream:
-    """Stands in for a CUDA stream on which recording a graph fails (as CuPy refusing a call,
-    or a host synchronisation, inside the step would)."""
-
-    def begin_capture(self):
-        raise RuntimeError("operation not permitted when stream is capturing")
-
-    def synchronize(self):
-        """Nothing queued on the CPU."""
-
-
-def _epoch_of(runner):
-    runner.start_epoch()
-    for step in range(runner.count):
-        runner.run(step)
-
-
-def test_a_failed_recording_falls_back_to_the_uncaptured_step_unless_strict():
-    X, y = _data()
-    results = []
-    for stream, strict in ((None, True), (_RefusingStream(), False)):
-        gn.manual_seed(0)
-        model = _model()
-        opt = gn.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        runner = StepRunner(model, opt, X, y, 32, 11, stream, strict=strict)
-        with pytest.warns(RuntimeWarning, match="recording the training step failed") \
-                if stream is not None else contextlib.nullcontext():
-            for _ in range(2):
-                _epoch_of(runner)
-        runner.close()
-        results.append(([p.data.copy() for p in model.parameters()], opt.step_count))
-    (plain, plain_steps), (fallback, fallback_steps) = results
-    assert plain_steps == fallback_steps == 22
-    for a, b in zip(plain, fallback):
-        np.testing.assert_array_equal(a, b)
-    model = _model()
-    opt = gn.optim.SGD(model.parameters(), lr=0.01)
-    strict = StepRunner(model, opt, X, y, 32, 11, _RefusingStream(), strict=True)
-    with pytest.raises(RuntimeError, match="capturing"):
-        _epoch_of(strict)
-    assert opt.step_count == 1  # the warm-up step only: the failed recording took none

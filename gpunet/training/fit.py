@@ -24,7 +24,8 @@ from ..data.loader import DataLoader
 from ..checks import check_positive_int
 from .progress import ProgressBar, format_rate
 from ..nn.boundary import inside
-from .step import StepRunner, graph_mode
+from .step import graph_mode
+from .step_runner import StepRunner
 from .data_parallel import DataParallel
 
 
@@ -157,12 +158,23 @@ def _train_epoch(model, loss_fn, optimizer, loader, to_input, epoch, epochs, pro
     return meter.summary(parallel)
 
 
-def _validate(model, val, loss_fn, batch_size, epoch):
-    """An epoch's validation result; a NaN or infinite validation loss (the inputs being
-    finite) raises NonFiniteLossError instead of being recorded."""
+def _tell_graph(runner, verbose, ended=False):
+    """Print whether graph="auto" replays the steps as CUDA graphs, once it is known."""
+    news = runner.graph_news(ended) if runner is not None and verbose else None
+    if news:
+        print(news, flush=True)
+
+
+def _validate(model, val, loss_fn, batch_size, epoch, runner):
+    """An epoch's validation result (through ``runner``'s static steps where they can run
+    it); a NaN or infinite validation loss (the inputs being finite) raises
+    NonFiniteLossError instead of being recorded."""
     if val is None:
         return Evaluation(None, None)
-    result = evaluate_on_device(model, *val, loss_fn, batch_size)
+    if runner is not None and runner.can_evaluate(loss_fn, *val):
+        result = Evaluation(*runner.evaluate(*val, batch_size))
+    else:
+        result = evaluate_on_device(model, *val, loss_fn, batch_size)
     if result.loss is not None and not math.isfinite(result.loss):
         raise NonFiniteLossError(f"the validation loss became {result.loss} at epoch {epoch} "
                                  f"(the training loss was finite)", epoch, None)
@@ -251,10 +263,11 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
     - ``progress``: a progress bar on a terminal; ``verbose``: one line per epoch;
       ``on_epoch_end(record)`` is called with each epoch's record.
     - ``graph``: ``"auto"`` runs a Sequential of Linear/ReLU/Flatten/Sigmoid/Tanh with
-      ``CrossEntropyLoss`` through the static-buffer step (``training/step.py``), captured
-      as one CUDA graph per batch shape on the GPU, and says so in one line there; anything
-      else runs eagerly; a recording that fails warns and runs the step uncaptured.
-      ``"on"`` insists on the graph (an error where it cannot be had: the CPU, another loss
+      ``CrossEntropyLoss`` (training and validation) through the static-buffer steps
+      (``training/step.py``); on the GPU it times the first steps uncaptured and as CUDA
+      graph replays, keeps the faster and says so in one line (``training/capture.py``);
+      anything else runs eagerly; a recording that fails warns and runs uncaptured.
+      ``"on"`` captures every step and insists on the graph (an error where it cannot be had: the CPU, another loss
       or layer, a failed recording); ``"off"`` always runs eagerly.
     - ``distributed``: a communicator from :func:`gpunet.distributed.init`: data-parallel
       training, one process per rank, each holding all the data. ``batch_size`` is the
@@ -312,7 +325,8 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
             raise ValueError("graph='on' cannot run a DataLoader with shuffle=False or "
                              "drop_last=True; use graph='auto' or 'off'")
         mode, why = "eager", "the DataLoader has shuffle=False or drop_last=True"
-    if verbose and model.backend.name == "gpu" and graph != "off":
+    if verbose and model.backend.name == "gpu" and graph != "off" \
+            and (mode, graph) != ("graph", "auto"):  # auto says so once it has timed the graph
         print(f"graph: {'on' if mode == 'graph' else 'off'} ({why})", flush=True)
     with contextlib.ExitStack() as stack:
         runner = None
@@ -347,7 +361,7 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
                         model, loss_fn, optimizer, loader, to_input, index + 1, epochs, progress,
                         runner, parallel)
                     train_seconds = time.perf_counter() - started
-                    result = _validate(model, val, loss_fn, eval_batch, index + 1)
+                    result = _validate(model, val, loss_fn, eval_batch, index + 1, runner)
                 except NonFiniteLossError as exc:
                     kept = (f"; the checkpoint {checkpoint} keeps epoch {state.epoch}"
                             if checkpoint is not None and state.epoch else "")
@@ -359,6 +373,7 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
                       "seconds": time.perf_counter() - started,
                       "samples_per_s": loader.num_samples / train_seconds}
             history.append(record)
+            _tell_graph(runner, verbose)
             state.epoch = index + 1
             stop = stopper.update(model, record)
             state.best_state = stopper.state_to_save(state.epoch)
@@ -372,6 +387,7 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
                     print(f"early stopping: no improvement for {patience} epochs; best epoch "
                           f"{stopper.best_epoch}", flush=True)
                 break
+        _tell_graph(runner, verbose, ended=True)
         if stopper.restore(model, state.epoch):
             state.best_state = stopper.best_state
             save_checkpoint()

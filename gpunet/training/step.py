@@ -1,23 +1,22 @@
-"""The static-buffer training step, and its CUDA-graph capture on the GPU.
+"""The static-buffer steps: one training step, and one evaluation batch.
 
 A :class:`StaticStep` is one training step over buffers fixed at its first run: gather the
 batch by index from the device-resident dataset (uint8 scaled to float), forward, softmax
 cross-entropy, backward, optimizer update, and a record of the step's loss and correct count.
 Which rows it takes, and where it records, come from a cursor in device memory, so the same
-step, run again, walks through the epoch. After its first run it allocates nothing.
+step, run again, walks through the epoch. After its first run it allocates nothing. A
+:class:`StaticEvalStep` is the same without backward and update, walking the evaluation
+set in order.
 
-On the CPU a :class:`StepRunner` runs it as it is (the code path CI tests). On the GPU a
-:class:`CapturedStep` records it once per batch shape with CuPy stream capture and replays
-the graph: one launch per step, no host synchronisation. The learning rate and Adam's step
-count live in device memory, so a schedule changes them between replays; each epoch's
-shuffle is written into the order buffer before its replays (cuRAND cannot be captured).
+``step_runner.py`` runs them (on the CPU as they are, the code path CI tests); on the GPU
+``capture.py`` records each once per batch shape as a CUDA graph and replays it: one launch
+per step, no host synchronisation. The learning rate and Adam's step count live in device
+memory, so a schedule changes them between replays; each epoch's shuffle is written into the
+order buffer before its replays (cuRAND cannot be captured).
 """
 from __future__ import annotations
 
 import contextlib
-import math
-import warnings
-from typing import Any
 
 import numpy as np
 
@@ -28,7 +27,6 @@ from ..nn.losses import CrossEntropyLoss
 
 STATIC_LAYERS = (Linear, ReLU, Flatten, Sigmoid, Tanh)
 GRAPH_MODES = ("auto", "on", "off")
-TILED = ((math.inf, "tiled"),)  # CuPy refuses cuBLAS while a stream captures
 
 
 def static_step_problem(model, loss_fn, X, y) -> str | None:
@@ -76,14 +74,14 @@ class EpochBuffers:
         self.cursor.fill(0)
 
 
-class StaticStep:
-    """One training step of ``rows`` samples over static buffers (see the module text)."""
+class StaticEvalStep:
+    """One evaluation batch of ``rows`` samples over static buffers: gather (in the order
+    of ``batches``), forward, the loss and correct count recorded; no weight changes."""
 
-    def __init__(self, model, optimizer, X, y, rows, epoch: EpochBuffers, before_update=None):
+    def __init__(self, model, X, y, rows, batches: EpochBuffers):
         xp = model.backend.xp
-        self.model, self.optimizer, self.ops = model, optimizer, model.backend.ops
-        self.X, self.y, self.rows, self.epoch = X, y, rows, epoch
-        self.before_update = before_update  # e.g. the gradient all-reduce of data parallelism
+        self.model, self.ops = model, model.backend.ops
+        self.X, self.y, self.rows, self.epoch = X, y, rows, batches
         self.inputs = xp.empty((rows,) + X.shape[1:], dtype=model.dtype)
         self.labels = xp.empty(rows, dtype=y.dtype)
         self.loss = xp.empty((), dtype=model.dtype)
@@ -91,7 +89,13 @@ class StaticStep:
         self.grad = None  # the logits' shape is known after the first forward pass
 
     def run(self) -> None:
-        """Gather, forward, loss, backward, update, record; the cursor moves on."""
+        """Gather, forward, loss; record; the cursor moves on."""
+        self._forward_loss()
+        self._record()
+
+    def _forward_loss(self) -> None:
+        """The batch at the cursor through the model and the loss (``self.grad`` holds the
+        loss's gradient by the logits)."""
         ops, epoch = self.ops, self.epoch
         ops.gather_batch(self.X, self.y, epoch.order, epoch.cursor, self.inputs, self.labels)
         with inside():  # the layers' own buffers, not the copies a user's call gets
@@ -100,78 +104,50 @@ class StaticStep:
                 self.grad = self.model.backend.xp.empty_like(logits)
             ops.softmax_cross_entropy(logits, self.labels, self.grad,
                                       out=(self.loss, self.correct))
+
+    def _record(self) -> None:
+        epoch = self.epoch
+        self.ops.end_step(epoch.cursor, self.rows, epoch.batch_size, self.loss, self.correct,
+                          epoch.losses, epoch.hits)
+
+    def replayed(self) -> None:
+        """Host bookkeeping after a replay of this step's graph (none here)."""
+
+    def recording(self):
+        """A block in which the step is recorded, not run: host state to keep (none here)."""
+        return contextlib.nullcontext()
+
+
+class StaticStep(StaticEvalStep):
+    """One training step of ``rows`` samples over static buffers (see the module text)."""
+
+    def __init__(self, model, optimizer, X, y, rows, epoch: EpochBuffers, before_update=None):
+        super().__init__(model, X, y, rows, epoch)
+        self.optimizer = optimizer
+        self.before_update = before_update  # e.g. the gradient all-reduce of data parallelism
+
+    def run(self) -> None:
+        """Gather, forward, loss, backward, update, record; the cursor moves on."""
+        self._forward_loss()
+        with inside():
             self.model.backward(self.grad, input_grad=False)
         if self.before_update is not None:
             self.before_update()
         self.optimizer.step()
-        ops.end_step(epoch.cursor, self.rows, epoch.batch_size, self.loss, self.correct,
-                     epoch.losses, epoch.hits)
+        self._record()
 
+    def replayed(self) -> None:
+        """A replay advanced the device step count; the host one follows."""
+        self.optimizer.step_count += 1
 
-@contextlib.contextmanager
-def _tiled_gemms(ops):
-    """Every GEMM of ``ops`` on the tiled kernel inside the block (CuPy refuses cuBLAS while
-    a stream captures; the warm-up run uses the same products). Ops without GEMM routes (the
-    NumPy ones) are left as they are."""
-    if not hasattr(ops, "gemm_routes"):
-        yield
-        return
-    routes, ops.gemm_routes = ops.gemm_routes, TILED
-    try:
-        yield
-    finally:
-        ops.gemm_routes = routes
-
-
-class CapturedStep:
-    """A :class:`StaticStep` on the GPU: run eagerly once (warm-up: its buffers are made),
-    recorded as a CUDA graph on the next call, then replayed. The optimizer's host step
-    count is advanced per replay (the graph advances the device one). When recording fails
-    and ``strict`` is off (``graph="auto"``), a warning says why and the step runs eagerly
-    from then on; with ``strict`` (``graph="on"``) the error is raised."""
-
-    def __init__(self, static: StaticStep, stream, strict: bool = True):
-        self.static, self.stream, self.strict = static, stream, strict
-        self.graph: Any = None  # a cupy.cuda.Graph once recorded
-        self.warm = self.uncaptured = False
-
-    def run(self) -> None:
-        static = self.static
-        if self.graph is None and not self.uncaptured:
-            with _tiled_gemms(static.ops):
-                if not self.warm:
-                    static.run()
-                    self.warm = True
-                    return
-                self._record()
-        if self.uncaptured:
-            static.run()
-            return
-        self.graph.launch(self.stream)
-        static.optimizer.step_count += 1
-
-    def _record(self) -> None:
-        """Record one step (its kernels are not executed) as ``self.graph``."""
-        optimizer = self.static.optimizer
-        count = optimizer.step_count  # the recording counts a step it does not take
+    @contextlib.contextmanager
+    def recording(self):
+        """The recording counts a step it does not take: the host count is restored."""
+        count = self.optimizer.step_count
         try:
-            self.stream.begin_capture()
-            try:
-                self.static.run()
-            except BaseException:  # the step's own error, not end_capture's on top of it
-                with contextlib.suppress(Exception):
-                    self.stream.end_capture()
-                raise
-            self.graph = self.stream.end_capture()
-        except Exception as exc:
-            if self.strict:
-                raise
-            warnings.warn(f"graph: recording the training step failed ({type(exc).__name__}: "
-                          f"{exc}); it runs uncaptured from here on", RuntimeWarning,
-                          stacklevel=2)
-            self.uncaptured = True
+            yield
         finally:
-            optimizer.step_count = count
+            self.optimizer.step_count = count
 
 
 def graph_mode(graph, model, loss_fn, X, y) -> tuple[str, str]:
@@ -196,68 +172,3 @@ def graph_mode(graph, model, loss_fn, X, y) -> tuple[str, str]:
     if on_gpu:
         return "graph", "the whole step is one CUDA graph launch"
     return "static", "the static-buffer step, not captured (no CUDA graphs on the CPU)"
-
-
-class StepRunner:
-    """The static steps of a training run over ``(X, y)``: one for full batches, one for a
-    smaller last batch. With a CUDA ``stream`` they are captured on it (every other op of
-    the run must be issued on that stream too); without, they run as they are. ``epoch``
-    holds what the epoch's steps record.
-
-    Data parallelism: with a :class:`~gpunet.data.shard.Shard` ``shard`` the steps walk this
-    rank's share of each global batch of ``batch_size``, and ``sync(weight)`` (the gradient
-    all-reduce) returns what each step calls between backward and the update; on the GPU it
-    is captured with the step, on the capture stream. ``strict``: a recording that fails
-    raises (``graph="on"``) rather than falling back to the uncaptured step."""
-
-    def __init__(self, model, optimizer, X, y, batch_size, steps, stream=None, *, shard=None,
-                 sync=None, strict=True):
-        backend = model.backend
-        self.strict = strict
-        self.shuffle = batch_size < len(X)
-        if shard is None:
-            rows = [batch_size] * (steps - 1) + [len(X) - (steps - 1) * batch_size]
-            weights = [1.0] * steps
-        else:
-            rows, weights = shard.step_rows.tolist(), shard.weights.tolist()
-            batch_size = shard.local_batch_size
-        self.epoch = EpochBuffers(backend, len(X), batch_size, steps, shard)
-        self.stream = stream
-        if stream is not None and backend.name == "gpu":  # data, buffers: default stream
-            stream.wait_event(backend.xp.cuda.Stream.null.record())
-        kinds = list(dict.fromkeys(zip(rows[-2:], weights[-2:])))  # full steps, last step
-        self.steps = [self._make(StaticStep(model, optimizer, X, y, r, self.epoch,
-                                            None if sync is None else sync(w)))
-                      for r, w in kinds]
-        self.count = steps
-        self._last = self.steps[0]
-        self._workspaces = [m._workspace for m in model.modules()] + [backend.ops.workspace]
-        for workspace in self._workspaces:
-            workspace.pin()
-
-    def _make(self, static):
-        if self.stream is None:
-            return static
-        return CapturedStep(static, self.stream, self.strict)
-
-    def start_epoch(self) -> None:
-        self.epoch.start_epoch(self.shuffle)
-
-    def run(self, step: int) -> None:
-        """Run step ``step`` (0-based) of the epoch."""
-        self._last = self.steps[-1] if step == self.count - 1 else self.steps[0]
-        self._last.run()
-
-    @property
-    def last_loss(self):
-        """The loss of the last step run (a 0-d device array)."""
-        last = self._last
-        return (last.static if isinstance(last, CapturedStep) else last).loss
-
-    def close(self) -> None:
-        """Finish the capture stream's work (later work runs on other streams) and let the
-        workspaces evict again (the graphs are dropped with the runner)."""
-        if self.stream is not None:
-            self.stream.synchronize()
-        for workspace in self._workspaces:
-            workspace.unpin()
