@@ -13,16 +13,16 @@
 // Tests: tests/test_cupy_ops.py (test_softmax_cross_entropy, test_out_of_range_label_*),
 // tests/test_gpu_path.py. No headers: everything used here is an NVRTC built-in.
 
-#if !defined(WARP) || !defined(ROWS_PER_BLOCK) || !defined(FINISH_THREADS)
-#error "launch sizes come from gpunet/ops/launchers/softmax_xent.py as -DWARP=... etc."
+#if !defined(WARP) || !defined(ROWS_PER_BLOCK) || !defined(FINISH_THREADS) || !defined(LABEL_BITS)
+#error "sizes come from gpunet/ops/launchers/softmax_xent.py as -DWARP=... etc."
 #endif
-#define LABEL_BITS 24  // an error word is (index << LABEL_BITS) | (label + 2^23), see below
+// An error word is (index << LABEL_BITS) | (label + 2^(LABEL_BITS - 1)), see below.
 
 __device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000); }
 __device__ __forceinline__ float quiet_nan() { return __int_as_float(0x7fc00000); }
 
-// Record a bad label: the error word keeps the smallest (index << 24 | label + 2^23) seen,
-// so the host can name the first bad index (below 2^40) and its label (clamped to 24 bits).
+// Record a bad label: the error word keeps the smallest such word seen, so the host can name
+// the first bad index (below 2^(64 - LABEL_BITS)) and its label (clamped to LABEL_BITS bits).
 __device__ __forceinline__ void record_bad_label(unsigned long long* err, long long index,
                                                  long long label)
 {

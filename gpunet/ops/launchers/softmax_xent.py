@@ -5,7 +5,7 @@ Tests: tests/test_cupy_ops.py (``test_softmax_cross_entropy``, ``test_out_of_ran
 tests/test_gpu_path.py.
 
 A bad label is flagged on the device in an error word (no host synchronisation): the word
-keeps the smallest ``index << LABEL_BITS | (label + 2**23)``, labels clamped to 24 bits, so
+keeps the smallest ``index << LABEL_BITS | (label + 2**(LABEL_BITS - 1))``, labels clamped to LABEL_BITS bits, so
 :func:`decode_error` recovers the first bad index and its label.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ SOURCE = KernelSource(
     kernels=("softmax_xent_rows<int>", "softmax_xent_rows<long long>", "softmax_xent_finish",
              "check_label_range<int>", "check_label_range<long long>"),
     defines=(("WARP", WARP), ("ROWS_PER_BLOCK", ROWS_PER_BLOCK),
-             ("FINISH_THREADS", FINISH_THREADS)),
+             ("FINISH_THREADS", FINISH_THREADS), ("LABEL_BITS", LABEL_BITS)),
 )
 
 
