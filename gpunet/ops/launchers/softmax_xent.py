@@ -5,8 +5,8 @@ Tests: tests/test_cupy_ops.py (``test_softmax_cross_entropy``, ``test_out_of_ran
 tests/test_gpu_path.py.
 
 A bad label is flagged on the device in an error word (no host synchronisation): the word
-keeps the smallest ``index << LABEL_BITS | (label + 2**(LABEL_BITS - 1))``, labels clamped to LABEL_BITS bits, so
-:func:`decode_error` recovers the first bad index and its label.
+keeps the smallest ``index << LABEL_BITS | (label + 2**(LABEL_BITS - 1))``, labels clamped
+to LABEL_BITS bits, so :func:`decode_error` recovers the first bad index and its label.
 """
 from __future__ import annotations
 
