@@ -19,6 +19,8 @@ class _Static:
     """A static step that logs each call: ``("run", routes)`` for a run (the GEMM routes
     it saw), ``"replayed"`` for the host bookkeeping after a replay."""
 
+    what = "training step"
+
     def __init__(self, log):
         self.log, self.ops = log, SimpleNamespace(gemm_routes=USUAL)
         self.recorded = False
@@ -32,8 +34,10 @@ class _Static:
     @contextlib.contextmanager
     def recording(self):
         self.recorded = True
-        yield
-        self.recorded = False
+        try:
+            yield
+        finally:
+            self.recorded = False
 
 
 class _Stream:
@@ -114,6 +118,57 @@ def test_graph_auto_times_both_ways_then_keeps_the_faster(replay_ms, graph):
         else [[("run", USUAL)]] * 2)
 
 
+def test_ranks_decide_on_the_largest_times_over_all_ranks():
+    """Data parallelism: this rank's replays were faster, another rank's were not."""
+    log, seen = [], []
+
+    def agree(replay_ms, uncaptured_ms):
+        seen.append((replay_ms, uncaptured_ms))
+        return max(replay_ms, 2.0), max(uncaptured_ms, 1.0)
+
+    choice = GraphChoice(strict=False, clock=_Clock(log, 0.4, 1.0), agree=agree)
+    step = CapturedStep(_Static(log), _Stream(log), choice, measures=True)
+    _calls(step, log, 2 * TRIALS + 2)
+    assert seen == [(0.4, 1.0)] and choice.graph is False
+    assert "2.000 ms replayed, 1.000 ms uncaptured" in choice.news()
+
+
+class _FailingStream(_Stream):
+    def begin_capture(self):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+
+def test_a_failed_recording_under_auto_still_decides_at_the_same_step():
+    """Every rank calls ``agree`` at the same step, whether its recording worked or not."""
+    log, seen = [], []
+    choice = GraphChoice(strict=False, clock=_Clock(log, 0.4, 1.0),
+                         agree=lambda *times: seen.append(times) or times)
+    step = CapturedStep(_Static(log), _FailingStream(log), choice, measures=True)
+    with pytest.warns(RuntimeWarning, match="recording the training step failed"):
+        calls = _calls(step, log, 2 * TRIALS + 1)
+    assert calls[TRIALS + 2:] == [[("run", USUAL)]] * (TRIALS - 1) and seen == []
+    _calls(step, log, 1)
+    assert seen == [(float("inf"), 1.0)] and choice.graph is False
+    assert choice.news() == "graph: off (recording the step failed on a rank: see the warning)"
+
+
+def test_a_step_that_raised_says_so_when_run_again_and_release_drops_the_graph():
+    log = []
+    static = _Static(log)
+    static.run = lambda: (_ for _ in ()).throw(ValueError("bad label"))
+    static.what = "evaluation step"
+    step = CapturedStep(static, _Stream(log), GraphChoice(strict=True))
+    with pytest.raises(ValueError, match="bad label"):
+        step.run()
+    with pytest.raises(RuntimeError, match="this evaluation step raised earlier"):
+        step.run()
+    good = CapturedStep(_Static(log), _Stream(log), GraphChoice(strict=True))
+    _calls(good, log, 2)
+    assert good.graph is not None
+    good.release()
+    assert good.graph is None
+
+
 def test_the_follower_runs_uncaptured_until_the_choice_is_made():
     _, choice, _, follower, follower_log = _auto(0.4, 1.0)
     assert _calls(follower, follower_log, 3) == [[("run", USUAL)]] * 3
@@ -179,3 +234,16 @@ def test_a_failed_recording_falls_back_to_the_uncaptured_step_unless_strict():
     with pytest.raises(RuntimeError, match="capturing"):
         _epoch_of(strict)
     assert opt.step_count == 1  # the warm-up step only: the failed recording took none
+
+
+def test_evaluation_steps_are_captured_under_on_only():
+    """graph="auto" timed the training step's shape: evaluation batches stay uncaptured."""
+    X, y = _data()
+    for strict, captured in ((True, True), (False, False)):
+        model = _model()
+        runner = StepRunner(model, gn.optim.SGD(model.parameters(), lr=0.01), X, y, 32, 11,
+                            _RefusingStream(), strict=strict, clock=_Clock([], 1, 1))
+        steps, _, rows = runner._evaluation_steps(X, y, 100)
+        assert rows == [100, 100, 100, 30] and len(steps) == 2
+        assert all(isinstance(step, CapturedStep) == captured for step in steps)
+        runner.close()

@@ -167,6 +167,7 @@ def test_what_the_static_step_cannot_run_is_named_and_runs_eagerly():
     dropout = gn.Sequential(gn.Flatten(), gn.Linear(42, 8), gn.Dropout(0.5), gn.Linear(8, 5))
     assert "Dropout" in static_step_problem(dropout, gn.CrossEntropyLoss(), X, y)
     assert "MSELoss" in static_step_problem(_model(), gn.MSELoss(), X, y)
+    assert "strided" in static_step_problem(_model(), gn.CrossEntropyLoss(), X[::2], y[::2])
     assert graph_mode("auto", dropout, gn.CrossEntropyLoss(), X, y)[0] == "eager"
     assert graph_mode("auto", _model(), gn.CrossEntropyLoss(), X, y)[0] == "static"
     opt = gn.optim.SGD(dropout.parameters(), lr=0.01)

@@ -54,21 +54,27 @@ class DeviceClock:
 
 class GraphChoice:
     """Whether a run's static steps are replayed as CUDA graphs: ``True`` from the start
-    with ``strict`` (``graph="on"``), else ``None`` until the timing decides (``"auto"``)."""
+    with ``strict`` (``graph="on"``), else ``None`` until the timing decides (``"auto"``).
+    ``agree(replay_ms, uncaptured_ms)``: the times every rank of a data-parallel job decides
+    on (the largest of each), so that all take the same way."""
 
-    def __init__(self, strict: bool, clock=None):
-        self.strict, self.clock = strict, clock
+    def __init__(self, strict: bool, clock=None, agree=None):
+        self.strict, self.clock, self.agree = strict, clock, agree
         self.graph: bool | None = True if strict else None
         self.why = "graph='on'" if strict else None
         self._told = strict
 
     def decide(self, replay_ms: float, uncaptured_ms: float) -> None:
+        """Choose by the times (``replay_ms`` infinite: the recording failed)."""
+        if self.agree is not None:
+            replay_ms, uncaptured_ms = self.agree(replay_ms, uncaptured_ms)
         self.graph = replay_ms < uncaptured_ms
-        self.why = (f"a step takes {replay_ms:.3f} ms replayed, {uncaptured_ms:.3f} ms "
-                    f"uncaptured; median of {TRIALS} each")
-
-    def refuse(self, why: str) -> None:
-        self.graph, self.why = False, why
+        if math.isinf(replay_ms):
+            self.why = ("recording the step failed" + (" on a rank" if self.agree else "")
+                        + ": see the warning")
+        else:
+            self.why = (f"a step takes {replay_ms:.3f} ms replayed, {uncaptured_ms:.3f} ms "
+                        f"uncaptured; median of {TRIALS} each")
 
     def news(self) -> str | None:
         """The one line saying what was chosen, the first time it is asked once known."""
@@ -99,7 +105,16 @@ class CapturedStep:
 
     def run(self) -> None:
         self.runs += 1
-        next(self._steps)
+        try:
+            next(self._steps)
+        except StopIteration:
+            raise RuntimeError(f"this {self.static.what} raised earlier and cannot run again; "
+                               f"start a new run") from None
+
+    def release(self) -> None:
+        """Drop the graph and the step sequence (its frame refers back to this step)."""
+        self._steps.close()
+        self.graph = None
 
     def _as_chosen(self):
         """Uncaptured while the choice is open; then warm-up, record and replays, or
@@ -122,7 +137,8 @@ class CapturedStep:
 
     def _measured(self):
         """graph="auto"'s trial: a warm-up, :data:`TRIALS` timed uncaptured steps, a tiled
-        warm-up, the recording and :data:`TRIALS` timed replays; then the faster way on."""
+        warm-up, the recording and :data:`TRIALS` timed replays (or, when the recording failed,
+        as many uncaptured steps); then the faster way on."""
         static, clock = self.static, self.choice.clock
         static.run()
         yield
@@ -133,15 +149,16 @@ class CapturedStep:
         with tiled_gemms(static.ops):
             static.run()
         yield
-        if self._record():
-            replays = [self._timed(self._replay)]
-            for _ in range(TRIALS - 1):
+        recorded, replays = self._record(), []
+        for index in range(TRIALS):  # the same count either way: ranks decide together
+            if index:
                 yield
+            if recorded:
                 replays.append(self._timed(self._replay))
-            self.choice.decide(_median(clock, replays), _median(clock, uncaptured))
-        else:
-            self.choice.refuse("recording the step failed: see the warning")
-            static.run()
+            else:
+                static.run()
+        self.choice.decide(_median(clock, replays) if recorded else math.inf,
+                           _median(clock, uncaptured))
         run = self._replay if self.choice.graph else static.run
         while True:
             yield
@@ -174,9 +191,9 @@ class CapturedStep:
         except Exception as exc:
             if self.choice.strict:
                 raise
-            warnings.warn(f"graph: recording the training step failed ({type(exc).__name__}: "
-                          f"{exc}); it runs uncaptured from here on", RuntimeWarning,
-                          stacklevel=3)
+            warnings.warn(f"graph: recording the {self.static.what} failed "
+                          f"({type(exc).__name__}: {exc}); it runs uncaptured from here on",
+                          RuntimeWarning, stacklevel=3)
             return False
 
 

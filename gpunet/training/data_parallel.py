@@ -58,6 +58,12 @@ class DataParallel:
         """One sync per step of an epoch (the last step's weight may differ)."""
         return [self.hook(w) for w in self.shard.weights.tolist()]
 
+    def agree(self, *times):
+        """The largest of each of ``times`` over every rank (the same numbers on each)."""
+        values = np.array(times, dtype=np.float64)
+        self.comm.allreduce_(values, op="max")
+        return tuple(values.tolist())
+
     def reduce(self, loss_sum, correct_sum, seen):
         """The epoch's sums over every rank (the same numbers on each)."""
         totals = np.array([loss_sum, correct_sum, seen], dtype=np.float64)

@@ -265,10 +265,10 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
     - ``graph``: ``"auto"`` runs a Sequential of Linear/ReLU/Flatten/Sigmoid/Tanh with
       ``CrossEntropyLoss`` (training and validation) through the static-buffer steps
       (``training/step.py``); on the GPU it times the first steps uncaptured and as CUDA
-      graph replays, keeps the faster and says so in one line (``training/capture.py``);
+      graph replays and keeps the faster for them, saying so in one line (``capture.py``);
       anything else runs eagerly; a recording that fails warns and runs uncaptured.
-      ``"on"`` captures every step and insists on the graph (an error where it cannot be had: the CPU, another loss
-      or layer, a failed recording); ``"off"`` always runs eagerly.
+      ``"on"`` captures every step, validation included, and insists (an error where
+      it cannot: the CPU, another loss or layer, a failed recording); ``"off"`` runs eagerly.
     - ``distributed``: a communicator from :func:`gpunet.distributed.init`: data-parallel
       training, one process per rank, each holding all the data. ``batch_size`` is the
       global batch (a multiple of the ranks), split evenly; every rank shuffles alike from
@@ -336,7 +336,8 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
             runner = StepRunner(model, optimizer, X, y, loader.batch_size, len(loader), stream,
                                 shard=loader.shard,
                                 sync=None if parallel is None else parallel.hook,
-                                strict=graph == "on")
+                                strict=graph == "on",
+                                agree=None if parallel is None else parallel.agree)
             stack.callback(runner.close)
             if runner.stream is not None:  # every op of the run ordered with the replays
                 stack.enter_context(runner.stream)

@@ -42,6 +42,8 @@ def static_step_problem(model, loss_fn, X, y) -> str | None:
                     f"Dropout's random masks)")
     if y.ndim != 1 or y.dtype.kind not in "iu":
         return f"the labels must be 1-D integers, got {y.dtype} of shape {tuple(y.shape)}"
+    if not (X.flags.c_contiguous and y.flags.c_contiguous):
+        return "the inputs or labels are a strided view (the step gathers from contiguous arrays)"
     if model.backend.name == "gpu":
         if model.dtype != np.float32:
             return f"the fused GPU kernels run float32; the model is {model.dtype}"
@@ -77,6 +79,8 @@ class EpochBuffers:
 class StaticEvalStep:
     """One evaluation batch of ``rows`` samples over static buffers: gather (in the order
     of ``batches``), forward, the loss and correct count recorded; no weight changes."""
+
+    what = "evaluation step"
 
     def __init__(self, model, X, y, rows, batches: EpochBuffers):
         xp = model.backend.xp
@@ -120,6 +124,8 @@ class StaticEvalStep:
 
 class StaticStep(StaticEvalStep):
     """One training step of ``rows`` samples over static buffers (see the module text)."""
+
+    what = "training step"
 
     def __init__(self, model, optimizer, X, y, rows, epoch: EpochBuffers, before_update=None):
         super().__init__(model, X, y, rows, epoch)

@@ -21,10 +21,11 @@ class StepRunner:
     all-reduce) returns what each step calls between backward and the update; on the GPU it
     is captured with the step, on the capture stream. ``strict`` (``graph="on"``): every
     step is captured and a recording that fails raises; otherwise (``graph="auto"``) the
-    timing of the first steps decides (see ``capture.py``); ``clock`` times them."""
+    timing of the first steps decides (see ``capture.py``); ``clock`` times them and
+    ``agree`` makes the ranks of a data-parallel job decide alike."""
 
     def __init__(self, model, optimizer, X, y, batch_size, steps, stream=None, *, shard=None,
-                 sync=None, strict=True, clock=None):
+                 sync=None, strict=True, clock=None, agree=None):
         backend = model.backend
         self.model, self.stream = model, stream
         self.shuffle = batch_size < len(X)
@@ -40,7 +41,7 @@ class StepRunner:
             if backend.name == "gpu":  # data, buffers: made on the default stream
                 stream.wait_event(backend.xp.cuda.Stream.null.record())
                 clock = clock or DeviceClock(backend.xp.cuda, stream)
-            self.choice = GraphChoice(strict, clock)
+            self.choice = GraphChoice(strict, clock, agree)
         kinds = list(dict.fromkeys(zip(rows[-2:], weights[-2:])))  # full steps, last step
         self.steps = [self._make(StaticStep(model, optimizer, X, y, r, self.epoch,
                                             None if sync is None else sync(w)), i == 0)
@@ -87,8 +88,9 @@ class StepRunner:
 
     def evaluate(self, X, y, batch_size) -> tuple[float, float]:
         """Mean loss and accuracy of the model (evaluation mode) on ``(X, y)``, on the device
-        and checked, by batches of ``batch_size`` through static evaluation steps (captured
-        like the training steps). The steps are made at the first call for ``X``."""
+        and checked, by batches of ``batch_size`` through static evaluation steps, made at
+        the first call for ``X``. They are captured under ``graph="on"`` only: ``"auto"``
+        timed the training step's shape, not theirs."""
         key = (id(X), id(y), batch_size)
         if key not in self._evaluations:
             self._evaluations[key] = self._evaluation_steps(X, y, batch_size)
@@ -109,14 +111,20 @@ class StepRunner:
         n = len(X)
         rows = [min(batch_size, n - start) for start in range(0, n, batch_size)]
         buffers = EpochBuffers(self.model.backend, n, rows[0], len(rows))
-        steps = [self._make(StaticEvalStep(self.model, X, y, r, buffers)) 
+        steps = [StaticEvalStep(self.model, X, y, r, buffers)
                  for r in dict.fromkeys(rows[-2:])]  # full batches, a smaller last
+        if self.choice is not None and self.choice.strict:
+            steps = [self._make(step) for step in steps]
         return steps, buffers, rows
 
     def close(self) -> None:
         """Finish the capture stream's work (later work runs on other streams) and let the
-        workspaces evict again (the graphs are dropped with the runner)."""
+        workspaces evict again; the graphs are dropped."""
         if self.stream is not None:
             self.stream.synchronize()
+        evaluation_steps = [steps for steps, _, _ in self._evaluations.values()]
+        for step in sum(evaluation_steps, self.steps):
+            if isinstance(step, CapturedStep):
+                step.release()
         for workspace in self._workspaces:
             workspace.unpin()
