@@ -61,7 +61,7 @@ class GraphChoice:
     def __init__(self, strict: bool, clock=None, agree=None):
         self.strict, self.clock, self.agree = strict, clock, agree
         self.graph: bool | None = True if strict else None
-        self.why = "graph='on'" if strict else None
+        self.why: str | None = None
         self._told = strict
 
     def decide(self, replay_ms: float, uncaptured_ms: float) -> None:
