@@ -5,8 +5,9 @@ buffers are made, its kernels compiled), record it on the next call, then replay
 ``graph="auto"`` lets the clock decide: the training run's full-batch step is timed
 :data:`TRIALS` times uncaptured (its GEMMs on the usual routes, cuBLAS) and :data:`TRIALS`
 times replayed (its GEMMs on the tiled kernel, the only one CuPy lets a capture hold); the
-faster wins for every step of the run (the last batch and the evaluation batches follow the
-choice). A recording that fails under ``auto`` warns and the step runs uncaptured.
+faster wins for every training step of the run (the last batch follows the choice; the
+evaluation batches are captured under ``"on"`` only). A recording that fails under ``auto``
+warns and the step runs uncaptured.
 """
 from __future__ import annotations
 
