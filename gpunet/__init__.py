@@ -12,20 +12,20 @@
 from . import distributed, optim
 from .data import datasets
 from .nn import init
-from .training import schedules
+from .training.loop import schedules
 from .backend import (BackendUnavailable, get_backend, gpu_status, manual_seed,
                       set_tf32, to_numpy, warmup)
-from .training.checkpoint import Checkpoint, CheckpointError, LoadLimits, load, save
+from .training.run_files.checkpoint import Checkpoint, CheckpointError, LoadLimits, load, save
 from .nn.gradcheck import GradcheckError, gradcheck
-from .training.history import History
+from .training.loop.history import History
 from .data.loader import DataLoader
 from .nn.losses import BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss, NLLLoss
 from .nn.module import Module
 from .nn.activations import Activation, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from .nn import Dropout, Flatten, Linear, Sequential, from_config, register_layer
 from .nn.parameter import Parameter
-from .training.evaluation import Evaluation, evaluate, predict
-from .training.fit import NonFiniteLossError, fit
+from .training.loop.evaluation import Evaluation, evaluate, predict
+from .training.loop.fit import NonFiniteLossError, fit
 
 __version__ = "0.1.0"
 

@@ -21,16 +21,16 @@ from . import backend as backend_module
 from . import distributed, optim
 from .backend import BackendUnavailable, get_backend, manual_seed, to_numpy
 from .checks import argparse_type, check_int, check_number
-from .training.checkpoint import DEFAULT_LIMITS, CheckpointError, LoadLimits, load, saved_epoch
+from .training.run_files.checkpoint import DEFAULT_LIMITS, CheckpointError, LoadLimits, load, saved_epoch
 from .data.datasets import DatasetError
-from .training.evaluation import confusion_matrix, evaluate, format_confusion, predict
-from .training.interrupts import Terminated, sigterm_as_interrupt
+from .training.loop.evaluation import confusion_matrix, evaluate, format_confusion, predict
+from .training.run_files.interrupts import Terminated, sigterm_as_interrupt
 from .nn.losses import CrossEntropyLoss
-from .training.run_output import MetricsWriter
-from .training.runclaim import FolderInUse, RunClaim
-from .training.fit import NonFiniteLossError, fit
-from .training.fit_state import FitState
-from .training.step import GRAPH_MODES, graph_mode
+from .training.run_files.run_output import MetricsWriter
+from .training.run_files.runclaim import FolderInUse, RunClaim
+from .training.loop.fit import NonFiniteLossError, fit
+from .training.loop.fit_state import FitState
+from .training.engine.step import GRAPH_MODES, graph_mode
 from .demo.cli import add_parser as add_demo_parser
 from .cli_setup import (ACTIVATIONS, IMAGE_DATASETS, TOY_DATASETS, TOY_SIZES,  # noqa: F401
                         UsageError, build_model, load_data, make_schedule)

@@ -6,7 +6,7 @@ import os
 
 from . import nn, optim
 from .data import datasets
-from .training.schedules import CosineLR, StepLR
+from .training.loop.schedules import CosineLR, StepLR
 
 
 class UsageError(Exception):

@@ -1,4 +1,4 @@
-"""CUDA-graph capture of the static step (``training/capture.py``) on the CPU, with stand-ins
+"""CUDA-graph capture of the static step (``training/engine/capture.py``) on the CPU, with stand-ins
 for the stream, the graph and the clock: what runs at each call under graph="on" and
 graph="auto" (the timed trial and its choice), and a recording that fails."""
 import contextlib
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import gpunet as gn
-from gpunet.training.capture import TILED, TRIALS, CapturedStep, GraphChoice
-from gpunet.training.step_runner import StepRunner
+from gpunet.training.engine.capture import TILED, TRIALS, CapturedStep, GraphChoice
+from gpunet.training.engine.step_runner import StepRunner
 from test_static_step import _data, _model
 
 USUAL = ((10, "cublas"),)

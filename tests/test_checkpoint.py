@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import gpunet as gn
-from gpunet.training import checkpoint as ckpt_module
+from gpunet.training.run_files import checkpoint as ckpt_module
 
 
 def _model(dtype="float32"):

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 import gpunet as gn
-from gpunet.training.checkpoint import LoadLimits
-from gpunet.training.checkpoint_layout import implied_shapes
+from gpunet.training.run_files.checkpoint import LoadLimits
+from gpunet.training.run_files.checkpoint_layout import implied_shapes
 from gpunet.nn.layers import LAYERS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +27,7 @@ BOMB_BYTES = 256 * 2**20  # a compressed member that inflates to this many zero 
 _PROBE = r"""
 import contextlib, io, json, re, sys
 import gpunet as gn
-from gpunet.training.checkpoint import LoadLimits
+from gpunet.training.run_files.checkpoint import LoadLimits
 from gpunet.cli import main
 
 def peak_kb():

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 import gpunet as gn
-from gpunet.training.history import COLUMNS
-from gpunet.training.runclaim import LOCK_NAME
+from gpunet.training.loop.history import COLUMNS
+from gpunet.training.run_files.runclaim import LOCK_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--dataset", "xor", "--device", "cpu", "--no-progress", "--hidden", "16",

@@ -6,8 +6,8 @@ import gpunet as gn
 from gpunet import optim
 from gpunet.bench.variants import Workload
 from gpunet.cli import build_parser
-from gpunet.training.fit_state import FitState
-from gpunet.training.history import History
+from gpunet.training.loop.fit_state import FitState
+from gpunet.training.loop.history import History
 
 
 def test_fit_state_round_trips_through_a_checkpoint(tmp_path):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import gpunet as gn
-from gpunet.training.step import graph_mode, static_step_problem
-from gpunet.training.step_runner import StepRunner
+from gpunet.training.engine.step import graph_mode, static_step_problem
+from gpunet.training.engine.step_runner import StepRunner
 
 
 def _data(n=330, features=(6, 7), classes=5, dtype=np.uint8, seed=0):

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import gpunet as gn
-from gpunet.training.history import COLUMNS
-from gpunet.training.progress import ProgressBar
+from gpunet.training.loop.history import COLUMNS
+from gpunet.training.loop.progress import ProgressBar
 
 
 def _net(inputs=2, hidden=16, classes=2, dropout=0.0):

@@ -123,7 +123,7 @@ class _Terminal:
 
 @pytest.mark.parametrize("columns", [200, 60, 30])
 def test_the_progress_bar_never_wraps_so_its_rate_is_read_whole(columns):
-    from gpunet.training.progress import ProgressBar, format_rate
+    from gpunet.training.loop.progress import ProgressBar, format_rate
     term = _Terminal()
     bar = ProgressBar(422, "epoch 1/20 ", stream=term, columns=columns)
     bar.update(120, loss="0.4123", acc="85.10%", rate=format_rate(24297))

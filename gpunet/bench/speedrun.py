@@ -25,8 +25,8 @@ from ..backend import BackendUnavailable, get_backend, warmup
 from ..checks import argparse_type, check_int, check_number
 from ..data import datasets
 from ..nn.losses import CrossEntropyLoss
-from ..training.evaluation import evaluate
-from ..training.fit import fit
+from ..training.loop.evaluation import evaluate
+from ..training.loop.fit import fit
 
 VARIANTS = {  # name -> (devices it runs on, (library, how))
     "gpunet-graph": (("gpu",), ("gpunet", "on")),

@@ -19,7 +19,7 @@ import numpy as np
 from .. import nn, optim
 from ..data.loader import DataLoader
 from ..nn.losses import CrossEntropyLoss
-from ..training.step_runner import StepRunner
+from ..training.engine.step_runner import StepRunner
 
 IN_FEATURES = 784  # Fashion-MNIST images, 28 x 28
 CPU_SETTLE_SECONDS = 0.2  # > OpenBLAS's default busy-wait (2^28 cycles, ~0.1 s)

@@ -19,7 +19,7 @@ from ..nn import Linear, Sequential
 from ..nn.activations import ReLU
 from ..nn.losses import MSELoss
 from ..optim import Adam
-from ..training.evaluation import predict
+from ..training.loop.evaluation import predict
 from . import plotting
 from .common import DemoResult, compact, train
 

@@ -21,8 +21,8 @@ from ..nn import Flatten, Linear, Sequential
 from ..nn.activations import ReLU
 from ..nn.losses import CrossEntropyLoss
 from ..optim import DEFAULTS, SGD
-from ..training.fit import NonFiniteLossError
-from ..training.schedules import CosineLR
+from ..training.loop.fit import NonFiniteLossError
+from ..training.loop.schedules import CosineLR
 from . import plotting
 from .common import DemoResult, compact, train
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..training.fit import fit
+from ..training.loop.fit import fit
 
 
 @dataclass

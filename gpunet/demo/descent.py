@@ -21,7 +21,7 @@ from ..nn import Linear, Sequential
 from ..nn.activations import ReLU
 from ..nn.losses import CrossEntropyLoss
 from ..optim import SGD
-from ..training.evaluation import evaluate
+from ..training.loop.evaluation import evaluate
 from . import plotting
 from .common import DemoResult, compact, train
 

@@ -6,7 +6,7 @@ import os
 import textwrap
 from pathlib import Path
 
-from ..training.atomic import atomic_write
+from ..training.run_files.atomic import atomic_write
 
 DPI = 100
 PANEL_SIZE = (4.6, 3.8)  # inches per panel

@@ -17,7 +17,7 @@ from ..nn import Linear, Sequential
 from ..nn.activations import ReLU
 from ..nn.losses import CrossEntropyLoss
 from ..optim import SGD
-from ..training.evaluation import evaluate, predict
+from ..training.loop.evaluation import evaluate, predict
 from . import plotting
 from .common import DemoResult, train
 

@@ -18,7 +18,7 @@ from .. import nn, optim
 from ..backend import get_backend, to_numpy
 from ..checks import check_int, check_number
 from ..nn.boundary import inside
-from ..training.evaluation import predict as predict_outputs
+from ..training.loop.evaluation import predict as predict_outputs
 
 #: sklearn's activation names and the gpunet layers they mean.
 ACTIVATIONS = {"identity": None, "logistic": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU}

@@ -1,2 +1,2 @@
-"""Training: the fit loop, evaluation, history, schedules, progress, checkpoints and the run
-folder (claim, atomic writes, metrics, interruption)."""
+"""Training, in three rooms: ``loop`` (the fit loop), ``run_files`` (checkpoints and the run
+folder's files) and ``engine`` (the static, captured and data-parallel step)."""

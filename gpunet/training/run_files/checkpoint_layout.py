@@ -7,8 +7,8 @@ from __future__ import annotations
 import math
 
 from .checkpoint_reader import CheckpointError
-from ..nn import LAYERS, from_config
-from ..nn.registry import is_builtin
+from ...nn import LAYERS, from_config
+from ...nn.registry import is_builtin
 
 #: Entries holding one value each (a string, an integer or a JSON text).
 SCALAR_ENTRIES = ("format", "format_version", "model_config", "dtype", "epoch", "meta",

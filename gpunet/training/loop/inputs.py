@@ -9,12 +9,12 @@ import warnings
 
 import numpy as np
 
-from ..data.loader import DataLoader
+from ...data.loader import DataLoader
 
 #: Float inputs reaching beyond this look unscaled (fit warns): images in 0..255, raw units.
 UNSCALED = 10.0
 
-from ..ops.workspace import Workspace
+from ...ops.workspace import Workspace
 
 
 def pair(data, name):

@@ -13,7 +13,7 @@ import json
 import os
 
 from .atomic import write_text
-from .history import History
+from ..loop.history import History
 
 METRIC_FILES = ("metrics.csv", "metrics.json")
 

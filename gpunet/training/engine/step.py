@@ -20,10 +20,10 @@ import contextlib
 
 import numpy as np
 
-from ..nn.activations import ReLU, Sigmoid, Tanh
-from ..nn.boundary import inside
-from ..nn.layers import Flatten, Linear, Sequential
-from ..nn.losses import CrossEntropyLoss
+from ...nn.activations import ReLU, Sigmoid, Tanh
+from ...nn.boundary import inside
+from ...nn.layers import Flatten, Linear, Sequential
+from ...nn.losses import CrossEntropyLoss
 
 STATIC_LAYERS = (Linear, ReLU, Flatten, Sigmoid, Tanh)
 GRAPH_MODES = ("auto", "on", "off")

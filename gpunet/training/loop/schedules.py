@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from ..checks import check_number, check_positive_int
+from ...checks import check_number, check_positive_int
 
 
 class StepLR:

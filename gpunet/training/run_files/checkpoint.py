@@ -23,14 +23,14 @@ import os
 
 import numpy as np
 
-from .. import optim
+from ... import optim
 from .atomic import atomic_write
-from ..backend import get_backend
+from ...backend import get_backend
 from .checkpoint_layout import BEST, BUFFER, PARAM, check_entries, implied_shapes
 from .checkpoint_reader import DEFAULT_LIMITS, CheckpointError, LoadLimits, NpzReader
-from ..checks import FLOAT_DTYPES, check_int
-from ..nn.module import Module
-from ..nn import check_rebuildable, from_config
+from ...checks import FLOAT_DTYPES, check_int
+from ...nn.module import Module
+from ...nn import check_rebuildable, from_config
 
 FORMAT = "gpunet-checkpoint"
 FORMAT_VERSION = 1

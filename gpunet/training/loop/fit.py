@@ -14,19 +14,19 @@ import time
 
 import numpy as np
 
-from ..backend import manual_seed, to_numpy
-from .checkpoint import Checkpoint, load, save
+from ...backend import manual_seed, to_numpy
+from ..run_files.checkpoint import Checkpoint, load, save
 from .fit_state import META_KEY, FitState
 from .evaluation import EVAL_BATCH_SIZE, Evaluation, evaluate_on_device
 from .inputs import FloatInput, batching, checked, pair, warn_if_unscaled
 from .history import History, format_epoch, format_numbers
-from ..data.loader import DataLoader
-from ..checks import check_positive_int
+from ...data.loader import DataLoader
+from ...checks import check_positive_int
 from .progress import ProgressBar, format_rate
-from ..nn.boundary import inside
-from .step import graph_mode
-from .step_runner import StepRunner
-from .data_parallel import DataParallel
+from ...nn.boundary import inside
+from ..engine.step import graph_mode
+from ..engine.step_runner import StepRunner
+from ..engine.data_parallel import DataParallel
 
 
 BATCH_SIZE = 128  # fit's default batch size

@@ -6,8 +6,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..data.loader import resolve_batch_size
-from ..nn.boundary import inside
+from ...data.loader import resolve_batch_size
+from ...nn.boundary import inside
 from .inputs import FloatInput, check_class_labels, check_finite, evaluation_mode, on_device
 
 EVAL_BATCH_SIZE = 1024

@@ -18,7 +18,7 @@ import zlib
 
 import numpy as np
 
-from ..checks import check_int
+from ...checks import check_int
 
 _NPY_HEADER_MAX = 10_000  # bytes of one .npy header (NumPy's own default cap)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import to_numpy
+from ...backend import to_numpy
 from .capture import CapturedStep, DeviceClock, GraphChoice
-from .inputs import evaluation_mode
+from ..loop.inputs import evaluation_mode
 from .step import EpochBuffers, StaticEvalStep, StaticStep, static_step_problem
 
 

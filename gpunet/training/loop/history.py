@@ -6,7 +6,7 @@ import csv
 import io
 import json
 
-from .atomic import write_text
+from ..run_files.atomic import write_text
 
 COLUMNS = ("epoch", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
            "seconds", "samples_per_s")

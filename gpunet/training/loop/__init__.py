@@ -1,0 +1,1 @@
+"""The fit loop: ``fit`` and its state, evaluation, inputs, history, schedules, progress."""
