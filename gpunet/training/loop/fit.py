@@ -264,7 +264,7 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
       ``on_epoch_end(record)`` is called with each epoch's record.
     - ``graph``: ``"auto"`` runs a Sequential of Linear/ReLU/Flatten/Sigmoid/Tanh with
       ``CrossEntropyLoss`` (training and validation) through the static-buffer steps
-      (``training/step.py``); on the GPU it times the first steps uncaptured and as CUDA
+      (``training/engine/step.py``); on the GPU it times the first steps uncaptured and as CUDA
       graph replays and keeps the faster for them, saying so in one line (``capture.py``);
       anything else runs eagerly; a recording that fails warns and runs uncaptured.
       ``"on"`` captures every step, validation included, and insists (an error where
