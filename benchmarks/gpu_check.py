@@ -4,11 +4,10 @@ Times with CUDA events (warm-up, then the median of several samples, each a batc
 reports each kernel's achieved bandwidth (bytes read + written / time) against a measured
 device-to-device copy, times cuBLAS (+ epilogue) against the tiled GEMM at the lecture's
 layer shapes for batch sizes 32 to 65536 and prints the ``gemm_routes`` table those timings
-suggest, times a whole training step with the fused and the unfused ops, and probes which
-GEMM a CUDA graph can capture (``graph_probe.py``). Whole ops are
+suggest, and times a whole training step with the fused and the unfused ops (which GEMM a CUDA
+graph can capture is ``graph_probe.py``'s, a stage of its own). Whole ops are
 timed through ``CupyOps`` against ``NumpyOps(cupy)``; the two linear-layer kernels, which are
-parts of an op, through their launcher. About 30 s on an H200; ``benchmarks/gpu_check.sh``
-runs it. Run from the source tree: ``python benchmarks/gpu_check.py --out kernels.json``.
+parts of an op, through their launcher. ``benchmarks/gpu_check.sh`` runs it. Run from the source tree: ``python benchmarks/gpu_check.py --out kernels.json``.
 """
 from __future__ import annotations
 
@@ -26,8 +25,7 @@ from gpunet.ops.cupy_ops import CupyOps
 from gpunet.ops.launchers import linear_relu
 from gpunet.ops.numpy_ops import NumpyOps
 
-from benchmarks import graph_probe  # run from the source tree (PYTHONPATH=$PWD)
-from benchmarks.device_timing import time_ms
+from benchmarks.device_timing import time_ms  # run from the source tree (PYTHONPATH=$PWD)
 
 LAYERS = [(784, 512), (512, 512), (512, 10)]  # the lecture's 784-512-512-10 MLP
 GEMM_BATCHES = [32, 128, 512, 2048, 8192, 32768, 65536]
@@ -222,8 +220,6 @@ def main():
     log(f"current gemm_routes: {result['gemm_routes']}; suggested by these timings: "
         f"{result['suggested_gemm_routes']}")
     result["train_step"] = bench_train_step()
-    result["graph_gemm"] = graph_probe.probe()
-    result["gemm_configs"] = graph_probe.time_configurations()
     result["total_s"] = time.perf_counter() - started
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)

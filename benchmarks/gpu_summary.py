@@ -29,8 +29,8 @@ GPU_MARK = "gpu"
 GPU_SKIP_TEXT = "GPU backend unavailable"  # tests/conftest.py's skip reason
 TIMEOUT_CODES = (124, 137)  # timeout(1): the signal sent, KILL sent
 # The stages a verdict of "pass" needs, per mode of gpu_check.sh (sanitizers are extra).
-REQUIRED = {"check": ("tests", "kernels", "sweep"), "full-sweep": ("tests", "sweep"),
-            "dry-run": ("tests", "sweep")}
+REQUIRED = {"check": ("warm", "tests", "kernels", "graph", "sweep"),
+            "full-sweep": ("warm", "tests", "sweep"), "dry-run": ("tests", "sweep")}
 MESSAGE_CHARS = 300
 LISTED_SKIPS = 20  # skipped GPU tests named in summary.json (all are counted)
 
@@ -88,7 +88,18 @@ def junit_results(path) -> dict:
     return {"total": sum(counts.values()), **counts,
             "gpu": dict(gpu, total=sum(gpu.values())) if marked else None,
             "failures": problems, "gpu_skipped": len(gpu_skips),
-            "gpu_skips": gpu_skips[:LISTED_SKIPS]}
+            "gpu_skips": gpu_skips[:LISTED_SKIPS], "skip_reasons": _by_reason(gpu_skips)}
+
+
+def _by_reason(skips: list[dict]) -> list[dict]:
+    """Skipped tests grouped by their reason: ``{"reason", "count", "example"}``, the most
+    frequent first."""
+    groups: dict[str, dict] = {}
+    for skip in skips:
+        group = groups.setdefault(skip["message"], {"reason": skip["message"], "count": 0,
+                                                    "example": skip["test"]})
+        group["count"] += 1
+    return sorted(groups.values(), key=lambda g: -g["count"])
 
 
 def read_stages(path) -> dict:
@@ -141,6 +152,19 @@ def kernel_headlines(record: dict) -> dict:
     }
 
 
+def graph_headlines(record: dict) -> list[dict]:
+    """Per GEMM route of ``graph_probe.py``: whether it ran, captured and replayed right, at
+    each batch size (the first error kept)."""
+    rows = []
+    for r in record.get("routes", []):
+        error = r.get("eager_error") or r.get("capture_error")
+        rows.append({"route": r["route"], "batch": r["batch"],
+                     "captured": "capture_error" not in r and "eager_error" not in r,
+                     "replay_ok": r.get("replay_ok"), "replay_us": r.get("replay_us"),
+                     "eager_us": r.get("eager_us"), "error": _short(error) if error else None})
+    return rows
+
+
 def sweep_headlines(record: dict) -> list[dict]:
     """One line per (variant, batch size) of a ``gpunet bench`` record."""
     rows = []
@@ -179,18 +203,31 @@ def _failed(label: str, tests: dict) -> list[str]:
     return [f"{label}: {tests['failed']} failed, {tests['error']} errors: {names}{more}"]
 
 
-def _skipped(tests: dict) -> str:
-    return f"{tests['gpu_skipped']} GPU tests skipped, e.g. {tests['gpu_skips'][0]['message']}"
+def _blind(tests: dict) -> list[str]:
+    """A problem line when GPU tests skipped finding no GPU (the probe found one)."""
+    groups = [g for g in tests.get("skip_reasons", []) if GPU_SKIP_TEXT in g["reason"]]
+    if not groups:
+        return []
+    return [f"tests: {sum(g['count'] for g in groups)} GPU tests skipped finding no GPU, "
+            f"e.g. {groups[0]['reason']}"]
 
 
-def verdict(summary: dict) -> tuple[str, list[str], list[str]]:
-    """``(verdict, problems, unverified)``: ``pass`` only when the GPU answered, the mode's
-    required stages ran and exited 0, no test failed or errored, GPU tests ran and none skipped, no
-    sanitizer found an error or failed a test, and no sweep row failed. A sanitizer that the
-    runtime refuses, that is not installed or that ran out of time, and kernel tests left
-    out of a sanitizer run, are ``unverified`` notes, not failures. A dry run's verdict is
-    ``dry-run``, never ``pass``."""
-    problems, unverified = [], []
+def _test_skips(label: str, tests: dict) -> list[str]:
+    """One line per reason for GPU tests skipped for a reason other than a missing GPU."""
+    return [f"{label}: {g['count']} skipped: {g['reason']} (e.g. {g['example']})"
+            for g in tests.get("skip_reasons", []) if GPU_SKIP_TEXT not in g["reason"]]
+
+
+def verdict(summary: dict) -> tuple[str, list[str], list[str], list[str]]:
+    """``(verdict, problems, skips, unverified)``: ``pass`` only when the GPU answered, the
+    mode's required stages ran and exited 0, no test failed or errored, GPU tests ran and
+    none of them found no GPU, no sanitizer found an error or failed a test, and no sweep
+    row failed. Skips are counted apart, each with its reason: GPU tests skipped for another
+    reason (e.g. two GPUs needed) and sweep variants this machine lacks (e.g. PyTorch without
+    CUDA). A sanitizer that the runtime refuses, that is not installed or that ran out of
+    time is ``unverified``, not a failure. A dry run's verdict is ``dry-run``, never
+    ``pass``."""
+    problems, skips, unverified = [], [], []
     stages = summary["stages"]
     if not summary["device"].get("gpu"):
         problems.append(f"no usable GPU: {summary['device'].get('reason', 'unknown')}")
@@ -204,8 +241,8 @@ def verdict(summary: dict) -> tuple[str, list[str], list[str]]:
             problems.append("tests: no JUnit XML (the run did not finish)")
     else:
         problems += _failed("tests", tests)
-        if tests["gpu_skipped"]:
-            problems.append(f"tests: {_skipped(tests)}")
+        problems += _blind(tests)
+        skips += _test_skips("tests", tests)
         if not (tests["gpu"] or {}).get("passed"):
             problems.append("tests: no GPU-marked test passed")
     for tool, result in summary["sanitizers"].items():
@@ -224,15 +261,17 @@ def verdict(summary: dict) -> tuple[str, list[str], list[str]]:
                 unverified.append(f"{tool}: no JUnit XML from the kernel tests under it")
             else:
                 problems += _failed(f"tests under {tool}", sanitized)
-                if sanitized["gpu_skipped"]:
-                    unverified.append(f"{tool}: {_skipped(sanitized)}")
+                problems += _blind(sanitized)
+                skips += _test_skips(f"tests under {tool}", sanitized)
     bad = [r for r in summary["sweep"] or [] if r["status"] == "error"]
     if bad:
         problems.append(f"sweep: {len(bad)} measurements failed, e.g. {bad[0]['variant']} at "
                         f"batch {bad[0]['batch_size']}: {bad[0].get('message', '')}")
+    skips += [f"sweep: variant {name} skipped: {why}"
+              for name, why in (summary.get("sweep_skipped") or {}).items()]
     if summary["mode"] == "dry-run":
-        return "dry-run", problems, unverified
-    return ("pass" if not problems else "fail"), problems, unverified
+        return "dry-run", problems, skips, unverified
+    return ("pass" if not problems else "fail"), problems, skips, unverified
 
 
 def _load_json(path):
@@ -250,12 +289,14 @@ def _junit_or_none(path):
 
 
 def build_summary(*, device: dict, stages: dict, tests_xml, kernels_json, sweep_json,
-                  sanitizers: dict, mode: str = "check", commit: str = "") -> dict:
+                  sanitizers: dict, graph_json=None, mode: str = "check",
+                  commit: str = "") -> dict:
     """summary.json: the device, each stage's exit status and time, the test counts, the
     sanitizer verdicts, the headline timings and the verdict. ``sanitizers`` maps a tool
     name to ``(log path, JUnit XML path)``; missing files count as stages that did not
     finish, never as passes."""
     kernels, sweep = _load_json(kernels_json), _load_json(sweep_json)
+    graph = _load_json(graph_json) if graph_json else None
     sanitized = {}
     for tool, (log_path, xml_path) in sanitizers.items():
         try:
@@ -273,10 +314,13 @@ def build_summary(*, device: dict, stages: dict, tests_xml, kernels_json, sweep_
         "device": device, "stages": stages, "tests": _junit_or_none(tests_xml),
         "sanitizers": sanitized,
         "timings": kernel_headlines(kernels) if kernels else None,
+        "graph": graph_headlines(graph) if graph else None,
         "sweep": sweep_headlines(sweep) if sweep else None,
+        "sweep_skipped": (sweep or {}).get("skipped_variants") or {},
         "total_s": sum(s["seconds"] for s in stages.values()),
     }
-    summary["verdict"], summary["problems"], summary["unverified"] = verdict(summary)
+    summary["verdict"], summary["problems"], summary["skips"], summary["unverified"] = \
+        verdict(summary)
     return summary
 
 
@@ -290,6 +334,7 @@ def verdict_line(summary: dict) -> str:
         summary["verdict"]]
     parts = [f"gpu_check: {head}: {counts}"]
     parts += [f"problem: {p}" for p in summary["problems"]]
+    parts += [f"skipped: {s}" for s in summary["skips"]]
     parts += [f"unverified: {u}" for u in summary["unverified"]]
     parts.append(f"result folder name: benchmarks/results/{summary['result_dir']}/")
     return "\n".join(parts)
@@ -343,6 +388,7 @@ def main(argv=None) -> int:
     s.add_argument("--tests", required=True, help="the tests stage's JUnit XML")
     s.add_argument("--kernels", required=True, help="gpu_check.py's JSON")
     s.add_argument("--sweep", required=True, help="gpunet bench's bench.json")
+    s.add_argument("--graph", help="graph_probe.py's JSON")
     s.add_argument("--sanitizer", nargs=3, action="append", default=[],
                    metavar=("TOOL", "LOG", "XML"), help="a sanitizer's log and JUnit XML")
     s.add_argument("--mode", choices=sorted(REQUIRED), default="check",
@@ -367,7 +413,7 @@ def main(argv=None) -> int:
     device = _load_json(args.device) or {"gpu": False, "reason": "the probe wrote nothing"}
     summary = build_summary(
         device=device, stages=read_stages(args.stages), tests_xml=args.tests,
-        kernels_json=args.kernels, sweep_json=args.sweep,
+        kernels_json=args.kernels, sweep_json=args.sweep, graph_json=args.graph,
         sanitizers={tool: (log, xml) for tool, log, xml in args.sanitizer},
         mode=args.mode, commit=args.commit)
     Path(args.out).write_text(json.dumps(summary, indent=1) + "\n")

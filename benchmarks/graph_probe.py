@@ -15,11 +15,12 @@ microseconds per call eager and replayed (CUDA events) at a few batch sizes.
 :func:`time_configurations` times the tiled GEMM's tile configurations (each unsplit and split
 as its rule would split it) and the launcher's own plan against ``cupy.matmul`` at every product
 of a training step (forward, weight grad, input grad) of a 784-512-512-10 network, so the
-launcher's selection rule can be checked against measurements. Called by ``gpu_check.py``;
-alone: ``python benchmarks/graph_probe.py``.
+launcher's selection rule can be checked against measurements. ``benchmarks/gpu_check.sh``
+runs it as its ``graph`` stage: ``python benchmarks/graph_probe.py --out graph.json``.
 """
 from __future__ import annotations
 
+import argparse
 import json
 
 import cupy
@@ -150,5 +151,15 @@ def time_configurations() -> list[dict]:
     return rows
 
 
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="where to write the JSON result")
+    args = parser.parse_args()
+    result = {"routes": probe(), "configurations": time_configurations()}
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"wrote {args.out}", flush=True)
+
+
 if __name__ == "__main__":
-    print(json.dumps({"routes": probe(), "configurations": time_configurations()}, indent=1))
+    main()

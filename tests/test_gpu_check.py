@@ -114,12 +114,12 @@ def test_result_dir_name():
 
 
 # -- summary.json's verdict on a synthetic complete run -------------------------------------
-def junit(path, cases):
-    """A JUnit XML file of (name, outcome, markers) cases."""
+def junit(path, cases, skip_reason="GPU backend unavailable"):
+    """A JUnit XML file of (name, outcome, markers) cases; skips give ``skip_reason``."""
     body = []
     for name, outcome, markers in cases:
         inner = {"passed": "", "failed": '<failure message="boom">tb</failure>',
-                 "skipped": '<skipped type="pytest.skip" message="GPU backend unavailable"/>'
+                 "skipped": f'<skipped type="pytest.skip" message="{skip_reason}"/>'
                  }[outcome]
         body.append(f'<testcase classname="tests.test_x" name="{name}"><properties>'
                     f'<property name="markers" value="{markers}"/></properties>{inner}'
@@ -133,8 +133,8 @@ def junit(path, cases):
 def good_run(tmp_path):
     """The inputs of a run in which everything passed."""
     stages = {name: {"rc": 0, "seconds": 5, "budget_s": 60, "note": ""}
-              for name in ("probe", "tests", "canary", "memcheck", "racecheck", "kernels",
-                           "sweep")}
+              for name in ("probe", "warm", "tests", "canary", "memcheck", "racecheck",
+                           "kernels", "graph", "sweep")}
     tests = junit(tmp_path / "pytest.xml", [("test_a[gpu]", "passed", "gpu"),
                                             ("test_a[cpu]", "passed", "")])
     sanitizers = {}
@@ -150,21 +150,30 @@ def good_run(tmp_path):
                           "samples_per_second": {"median": 1e5},
                           "step_seconds": {"median": 3.2e-4},
                           "speedup_vs_torch": 2.0, "time_vs_floor": 1.5}]}
+    graph = {"routes": [{"route": "tiled", "batch": 32, "eager_ok": True, "eager_us": 9.0,
+                         "replay_ok": True, "replay_us": 7.0},
+                        {"route": "cupy.matmul", "batch": 32, "eager_ok": True,
+                         "eager_us": 8.0, "capture_error": "NotImplementedError: no"}]}
     (tmp_path / "kernels.json").write_text(json.dumps(kernels))
+    (tmp_path / "graph.json").write_text(json.dumps(graph))
     (tmp_path / "bench.json").write_text(json.dumps(sweep))
     return dict(device={"gpu": True, "reason": "ok", "device_name": "NVIDIA H200",
                         "date": "2026-12-01T10:00:00+00:00"},
                 stages=stages, tests_xml=tests, kernels_json=tmp_path / "kernels.json",
-                sweep_json=tmp_path / "bench.json", sanitizers=sanitizers)
+                graph_json=tmp_path / "graph.json", sweep_json=tmp_path / "bench.json",
+                sanitizers=sanitizers)
 
 
 def test_a_complete_clean_run_passes(good_run):
     summary = gpu_summary.build_summary(**good_run)
-    assert (summary["verdict"], summary["problems"], summary["unverified"]) == ("pass", [], [])
+    assert (summary["verdict"], summary["problems"], summary["skips"], summary["unverified"]) \
+        == ("pass", [], [], [])
     assert summary["result_dir"] == "nvidia-h200-2026-12-01"
     assert summary["tests"]["gpu"]["passed"] == 1
     assert summary["timings"]["kernels"][0]["fused_us"] == pytest.approx(50.0)
     assert summary["sweep"][0]["step_ms"] == pytest.approx(0.32)
+    assert [(g["route"], g["captured"], g["replay_ok"]) for g in summary["graph"]] == \
+        [("tiled", True, True), ("cupy.matmul", False, None)]
     json.dumps(summary, allow_nan=False)
     assert gpu_summary.verdict_line(summary).startswith(
         "gpu_check: PASS: 2/2 tests passed (1/1 GPU-marked)")
@@ -188,6 +197,10 @@ def spoil(run, what):
         stages["tests"]["rc"] = 124
     elif what == "kernels not run":
         stages["kernels"] = {"rc": None, "seconds": 0, "budget_s": 0, "note": "budget spent"}
+    elif what == "warm fails":
+        stages["warm"]["rc"] = 1
+    elif what == "graph times out":
+        stages["graph"]["rc"] = 124
     elif what == "memcheck errors":
         (folder / "memcheck.log").write_text(sanitizer_log("memcheck", 2))
         stages["memcheck"]["rc"] = 86
@@ -205,11 +218,13 @@ def spoil(run, what):
 @pytest.mark.parametrize("what,expected", [
     ("no gpu", "no usable GPU: no CUDA device found"),
     ("a test fails", "tests: 1 failed, 0 errors: tests.test_x::test_a[gpu]"),
-    ("a gpu test skips", "tests: 1 GPU tests skipped"),
+    ("a gpu test skips", "tests: 1 GPU tests skipped finding no GPU"),
     ("no gpu test", "tests: no GPU-marked test passed"),
     ("no junit", "tests: no JUnit XML"),
     ("tests time out", "tests: timed out after 60 s"),
     ("kernels not run", "kernels: not run: budget spent"),
+    ("warm fails", "warm: exit status 1"),
+    ("graph times out", "graph: timed out after 60 s"),
     ("memcheck errors", "memcheck: 2 errors"),
     ("a test fails under racecheck", "tests under racecheck: 1 failed"),
     ("a sweep row fails", "sweep: 1 measurements failed, e.g. torch at batch 32"),
@@ -218,6 +233,28 @@ def test_anything_wrong_fails_the_verdict_and_is_named(good_run, what, expected)
     summary = gpu_summary.build_summary(**spoil(good_run, what))
     assert summary["verdict"] == "fail"
     assert any(p.startswith(expected) for p in summary["problems"]), summary["problems"]
+
+
+def test_skips_are_counted_apart_from_failures_each_with_its_reason(good_run):
+    folder = Path(good_run["tests_xml"]).parent
+    junit(good_run["tests_xml"], [("test_a[gpu]", "passed", "gpu"),
+                                  ("test_nccl[2]", "skipped", "gpu"),
+                                  ("test_nccl[4]", "skipped", "gpu")],
+          skip_reason="needs 2 GPUs, this machine has 1")
+    junit(folder / "memcheck.xml", [("test_k", "passed", "gpu"), ("test_big", "skipped", "gpu")],
+          skip_reason="the sanitizer's time budget is spent")
+    sweep = json.loads(Path(good_run["sweep_json"]).read_text())
+    sweep["skipped_variants"] = {"torch": "this PyTorch 2.11.0+cpu has no CUDA device"}
+    Path(good_run["sweep_json"]).write_text(json.dumps(sweep))
+    summary = gpu_summary.build_summary(**good_run)
+    assert (summary["verdict"], summary["problems"]) == ("pass", [])
+    assert summary["skips"] == [
+        "tests: 2 skipped: needs 2 GPUs, this machine has 1 (e.g. tests.test_x::test_nccl[2])",
+        "tests under memcheck: 1 skipped: the sanitizer's time budget is spent "
+        "(e.g. tests.test_x::test_big)",
+        "sweep: variant torch skipped: this PyTorch 2.11.0+cpu has no CUDA device"]
+    line = gpu_summary.verdict_line(summary)
+    assert "gpu_check: PASS" in line and "skipped: sweep: variant torch skipped" in line
 
 
 def test_a_refused_or_missing_sanitizer_is_unverified_not_failed(good_run):
@@ -232,7 +269,7 @@ def test_a_refused_or_missing_sanitizer_is_unverified_not_failed(good_run):
 
 def test_a_dry_run_never_passes_and_the_full_sweep_needs_no_kernel_timings(good_run):
     assert gpu_summary.build_summary(**good_run, mode="dry-run")["verdict"] == "dry-run"
-    del good_run["stages"]["kernels"]
+    del good_run["stages"]["kernels"], good_run["stages"]["graph"]
     assert gpu_summary.build_summary(**good_run, mode="check")["verdict"] == "fail"
     assert gpu_summary.build_summary(**good_run, mode="full-sweep")["verdict"] == "pass"
 
