@@ -42,17 +42,30 @@ class Optimizer:
         self._lr_value = float(value)
         self._lr.fill(self._lr_value)
 
-    def _check_flat(self):
+    def check_parameters(self):
+        """Raise RuntimeError if the parameters this optimizer updates are no longer the
+        model's: moved or re-packed (``model.to(...)``), or replaced by a module attribute
+        assignment (``layer.weight = gn.Parameter(...)``, ``model.fc = gn.Linear(...)``)
+        after the optimizer was created."""
+        name = type(self).__name__
+        if self.flat.replaced:
+            raise RuntimeError(
+                f"the model changed after this {name} was created: "
+                f"{'; '.join(self.flat.replaced)}. The {name} would go on updating the old "
+                f"parameters and leave the new ones untrained: create it again from "
+                f"model.parameters() (its state, e.g. momentum, starts afresh), or write new "
+                f"values in place instead (layer.weight.data = values copies them into the "
+                f"buffer the optimizer trains)")
         if self.flat.params[0].flat is not self.flat:
             raise RuntimeError(
-                f"the parameters of this {type(self).__name__} were moved or re-packed "
-                f"(model.to(...) after the optimizer was created); create the optimizer "
-                f"after moving the model"
-            )
+                f"the parameters of this {name} were moved or re-packed (model.to(...) after "
+                f"the optimizer was created); create the optimizer after moving the model")
 
     def step(self):
-        """Update every parameter from its ``grad`` (one fused update over the flat buffer)."""
-        self._check_flat()
+        """Update every parameter from its ``grad`` (one fused update over the flat buffer).
+        Raises RuntimeError if the model's parameters were replaced since the optimizer was
+        created (see :meth:`check_parameters`)."""
+        self.check_parameters()
         self.step_count += 1
         self._update()
 
@@ -72,7 +85,8 @@ class Optimizer:
     def check_holds(self, model) -> None:
         """Raise ValueError unless every parameter this optimizer updates is one of
         ``model``'s (an optimizer created for another model, e.g. by a notebook cell run
-        again, would train nothing the model uses)."""
+        again, would train nothing the model uses); RuntimeError as :meth:`check_parameters`."""
+        self.check_parameters()
         own = {id(p) for p in model.parameters()}
         foreign = sum(id(p) not in own for p in self.flat.params)
         if foreign:

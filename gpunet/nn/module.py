@@ -11,6 +11,25 @@ from .boundary import public
 from .parameter import Parameter, flatten_parameters
 
 
+def _parameters_of(value) -> list:
+    if isinstance(value, Parameter):
+        return [value]
+    return list(value.parameters()) if isinstance(value, Module) else []
+
+
+def _note_replaced(owner, name, old, new) -> None:
+    """When ``owner.name = new`` (or ``del``) takes packed parameters out of the model, mark
+    their flat buffer: an optimizer over it would update parameters the model no longer uses
+    (and not the new ones), so its ``step`` raises instead (see ``FlatBuffers.replaced``)."""
+    if old is None or old is new:
+        return
+    kept = {id(p) for p in _parameters_of(new)}
+    for p in _parameters_of(old):
+        if p.flat is not None and id(p) not in kept:
+            what = "deleted" if new is None else f"replaced by a new {type(new).__name__}"
+            p.flat.replaced.append(f"{type(owner).__name__}.{name} (holding {p!r}) was {what}")
+
+
 class Module:
     """A node of the computation graph: ``forward`` caches what ``backward`` needs.
 
@@ -111,6 +130,7 @@ class Module:
                 f"Module.__init__() has run: call super().__init__() first in "
                 f"{type(self).__name__}.__init__")
         if registry is not None:  # a name assigned again keeps its place in the order
+            _note_replaced(self, name, self.__dict__.get(name), value)
             if isinstance(value, Module):
                 self._params.pop(name, None)
                 self._children[name] = value
@@ -123,6 +143,7 @@ class Module:
         object.__setattr__(self, name, value)
 
     def __delattr__(self, name):
+        _note_replaced(self, name, self.__dict__.get(name), None)
         self._children.pop(name, None)
         self._params.pop(name, None)
         object.__delattr__(self, name)
@@ -210,9 +231,8 @@ class Module:
         for m in self.modules():
             m.backend, m.dtype, m._workspace = backend, dt, Workspace(backend.xp)
             for _, p in m.own_parameters():
-                p.data = backend.asarray(p.data, dtype=dt)
-                p.grad = backend.xp.zeros_like(p.data)
-                p.flat = None
+                data = backend.asarray(p.data, dtype=dt)
+                p.bind(data, backend.xp.zeros_like(data))
         params = list(self.parameters())
         if params:
             flatten_parameters(params, backend.xp)

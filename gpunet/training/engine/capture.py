@@ -172,6 +172,7 @@ class CapturedStep:
         return start, clock.mark()
 
     def _replay(self) -> None:
+        self.static.check()
         self.graph.launch(self.stream)
         self.static.replayed()
 

@@ -114,6 +114,9 @@ class StaticEvalStep:
         self.ops.end_step(epoch.cursor, self.rows, epoch.batch_size, self.loss, self.correct,
                           epoch.losses, epoch.hits)
 
+    def check(self) -> None:
+        """Host checks before a replay of this step's graph (none here)."""
+
     def replayed(self) -> None:
         """Host bookkeeping after a replay of this step's graph (none here)."""
 
@@ -141,6 +144,11 @@ class StaticStep(StaticEvalStep):
             self.before_update()
         self.optimizer.step()
         self._record()
+
+    def check(self) -> None:
+        """A replay runs no Python: the optimizer's check that the model's parameters are
+        still the ones it updates (which ``step`` makes when run) is made here."""
+        self.optimizer.check_parameters()
 
     def replayed(self) -> None:
         """A replay advanced the device step count; the host one follows."""
