@@ -59,6 +59,7 @@ def test_fit_refuses_an_optimizer_made_for_another_model(rng):
 @pytest.mark.parametrize("shuffle", [True, False])
 def test_fit_takes_a_dataloader_as_train(rng, shuffle):
     X, y = _blobs(rng)
+    gn.manual_seed(0)  # weights and shuffles independent of the tests run before
     model = _model()
     opt = gn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     loader = gn.DataLoader(X, y, batch_size=25, shuffle=shuffle)
