@@ -25,6 +25,7 @@ from .nn.activations import Activation, LeakyReLU, LogSoftmax, ReLU, Sigmoid, So
 from .nn import Dropout, Flatten, Linear, Sequential, from_config, register_layer
 from .nn.parameter import Parameter
 from .training.loop.evaluation import Evaluation, evaluate, predict
+from .training.loop.callbacks import StopTraining
 from .training.loop.fit import NonFiniteLossError, fit
 
 __version__ = "0.1.0"
@@ -39,5 +40,5 @@ __all__ = [
     "manual_seed", "optim",
     "set_tf32", "to_numpy", "warmup",
     "Checkpoint", "CheckpointError", "Evaluation", "LoadLimits", "History", "NonFiniteLossError",
-    "evaluate", "fit", "load", "predict", "save", "schedules",
+    "StopTraining", "evaluate", "fit", "load", "predict", "save", "schedules",
 ]

@@ -14,16 +14,17 @@ import time
 
 import numpy as np
 
-from ...backend import manual_seed, to_numpy
+from ...backend import manual_seed
 from ..run_files.checkpoint import Checkpoint, load, save
+from .callbacks import Callbacks
+from .early_stopping import EarlyStopping
+from .epoch import NonFiniteLossError, train_epoch
 from .fit_state import META_KEY, FitState
 from .evaluation import EVAL_BATCH_SIZE, Evaluation, evaluate_on_device
 from .inputs import FloatInput, batching, checked, pair, warn_if_unscaled
-from .history import History, format_epoch, format_numbers
+from .history import History, format_epoch
 from ...data.loader import DataLoader
 from ...checks import check_positive_int
-from .progress import ProgressBar, format_rate
-from ...nn.boundary import inside
 from ..engine.step import graph_mode
 from ..engine.step_runner import StepRunner
 from ..engine.data_parallel import DataParallel
@@ -31,14 +32,7 @@ from ..engine.data_parallel import DataParallel
 
 BATCH_SIZE = 128  # fit's default batch size
 
-
-class NonFiniteLossError(FloatingPointError):
-    """Training stopped because the loss became NaN or infinite (``epoch``, ``step``)."""
-
-    def __init__(self, message, epoch, step):
-        super().__init__(message)
-        self.epoch = epoch
-        self.step = step
+__all__ = ["NonFiniteLossError", "fit"]
 
 
 def _split(model, X, y, fraction, seed):
@@ -58,104 +52,6 @@ def _split(model, X, y, fraction, seed):
 def _epoch_seed(seed, epoch):
     """The seed of one epoch's shuffle and dropout: a function of ``(seed, epoch)`` only."""
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
-
-
-class _EpochMeter:
-    """Per-step losses and correct counts kept on the device (recorded by the eager loop, or
-    by the static step into ``runner``'s buffers), read to the host in chunks."""
-
-    def __init__(self, loader, loss_fn, epoch, runner=None):
-        xp = loader.backend.xp
-        self.backend = loader.backend
-        self.loss_fn = loss_fn
-        self.epoch = epoch
-        steps = len(loader)
-        self.counts_correct = hasattr(loss_fn, "last_correct")
-        if runner is not None:
-            self.losses, self.correct = runner.epoch.losses, runner.epoch.hits
-        else:
-            self.losses = xp.zeros(steps, dtype=np.float64)
-            self.correct = xp.zeros(steps, dtype=np.int64) if self.counts_correct else None
-        self.sizes = loader.step_rows()  # this rank's rows, when data-parallel
-        self.read_steps = 0
-        self.loss_sum = 0.0
-        self.correct_sum = 0
-
-    def record(self, step, loss):
-        self.losses[step] = loss
-        if self.counts_correct:
-            self.correct[step] = self.loss_fn.last_correct
-
-    def read(self, done):
-        """Bring steps ``[read_steps, done)`` to the host; raise on a non-finite loss."""
-        start, self.read_steps = self.read_steps, done
-        self.backend.ops.check_errors()
-        chunk = to_numpy(self.losses[start:done])
-        bad = np.flatnonzero(~np.isfinite(chunk))
-        if bad.size:
-            step = start + int(bad[0]) + 1
-            raise NonFiniteLossError(
-                f"the training loss became {chunk[bad[0]]} at epoch {self.epoch}, step {step} "
-                f"of {len(self.sizes)}", self.epoch, step)
-        self.loss_sum += float(chunk @ self.sizes[start:done])
-        if self.counts_correct:
-            self.correct_sum += int(to_numpy(self.correct[start:done]).sum())
-
-    def summary(self, parallel=None):
-        """``(mean loss, accuracy)`` of the steps read (over every rank with ``parallel``)."""
-        loss_sum, correct_sum = self.loss_sum, self.correct_sum
-        seen = int(self.sizes[:self.read_steps].sum())
-        if parallel is not None:
-            loss_sum, correct_sum, seen = parallel.reduce(loss_sum, correct_sum, seen)
-        accuracy = correct_sum / seen if self.counts_correct else None
-        return loss_sum / seen, accuracy
-
-
-def _eager_steps(model, loss_fn, optimizer, loader, to_input, meter, syncs):
-    """The steps of an epoch as separate calls; yields each step's index when done.
-    ``syncs``: per step, the gradient all-reduce of data parallelism (or None)."""
-    for step, (xb, yb) in enumerate(loader):
-        loss = loss_fn(model(to_input(xb)), yb)
-        model.backward(loss_fn.backward(), input_grad=False)
-        if syncs is not None:
-            syncs[step]()
-        optimizer.step()
-        meter.record(step, loss)
-        yield step
-
-
-def _static_steps(runner):
-    """The steps of an epoch through the static (on the GPU: captured) step."""
-    runner.start_epoch()
-    for step in range(runner.count):
-        runner.run(step)
-        yield step
-
-
-def _train_epoch(model, loss_fn, optimizer, loader, to_input, epoch, epochs, progress,
-                 runner, parallel):
-    meter = _EpochMeter(loader, loss_fn, epoch, runner)
-    bar = ProgressBar(len(loader), f"epoch {epoch}/{epochs} ", enabled=progress)
-    started = time.perf_counter()
-    model.train()
-    syncs = None if parallel is None else parallel.eager_hooks()
-    ranks = 1 if parallel is None else parallel.size  # the bar shows the job's rate
-    steps = (_static_steps(runner) if runner is not None
-             else _eager_steps(model, loss_fn, optimizer, loader, to_input, meter, syncs))
-    try:
-        with inside():  # the library's own calls: buffers reused, no copies handed out
-            for step in steps:
-                if bar.due():
-                    meter.read(step + 1)
-                    loss_mean, accuracy = meter.summary()
-                    rate = ranks * meter.sizes[:step + 1].sum() / (time.perf_counter()
-                                                                   - started)
-                    bar.update(step + 1, **format_numbers(loss_mean, accuracy),
-                               rate=format_rate(rate))
-        meter.read(len(loader))
-    finally:
-        bar.close()
-    return meter.summary(parallel)
 
 
 def _tell_graph(runner, verbose, ended=False):
@@ -181,46 +77,6 @@ def _validate(model, val, loss_fn, batch_size, epoch, runner):
     return result
 
 
-class _EarlyStopping:
-    """Track the best epoch by the monitored loss (validation, else training) and, with a
-    ``patience``, keep a copy of its weights."""
-
-    def __init__(self, patience, model, history, saved_best_state):
-        self.patience = None if patience is None else check_positive_int(patience, "patience")
-        self.best_epoch, self.best_loss, self.best_state = 0, math.inf, None
-        losses = [_monitored(r) for r in history]
-        if not losses or self.patience is None:
-            return
-        best = int(np.argmin(losses)) if saved_best_state is not None else -1
-        # without saved best weights, the current ones (the last epoch's) count as the best
-        self.best_epoch, self.best_loss = history.records[best]["epoch"], losses[best]
-        self.best_state = model.state_dict() if saved_best_state is None else saved_best_state
-
-    def update(self, model, record):
-        """Note a finished epoch; True when ``patience`` epochs passed without improvement."""
-        loss = _monitored(record)
-        if loss < self.best_loss:
-            self.best_epoch, self.best_loss = record["epoch"], loss
-            if self.patience is not None:
-                self.best_state = model.state_dict()
-        return self.patience is not None and record["epoch"] - self.best_epoch >= self.patience
-
-    def state_to_save(self, epoch):
-        """The best weights when they differ from the model's weights after ``epoch``."""
-        return self.best_state if self.best_epoch != epoch else None
-
-    def restore(self, model, epoch):
-        """Load the best weights unless the model already holds them; True if it did."""
-        if self.state_to_save(epoch) is None:
-            return False
-        model.load_state_dict(self.best_state)
-        return True
-
-
-def _monitored(record):
-    return record["val_loss"] if record["val_loss"] is not None else record["train_loss"]
-
-
 def _resume(resume, model, optimizer, seed):
     """Load a checkpoint's weights and optimizer state; return its :class:`FitState`."""
     if not isinstance(resume, Checkpoint):
@@ -237,7 +93,7 @@ def _resume(resume, model, optimizer, seed):
 def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
         batch_size=BATCH_SIZE, schedule=None, patience=None, seed=None, checkpoint=None,
         checkpoint_meta=None, resume=None, progress=True, verbose=True,
-        on_epoch_end=None, graph="auto", distributed=None) -> History:
+        on_epoch_end=None, on_step_end=None, graph="auto", distributed=None) -> History:
     """Train ``model`` on ``train=(X, y)`` (or a :class:`~gpunet.DataLoader`, which brings
     its batch size, shuffling and drop_last) for ``epochs`` epochs; return a
     :class:`History`. ``optimizer`` must update this model's parameters.
@@ -260,8 +116,15 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
     - ``resume``: a :class:`Checkpoint` or path written by ``fit``: the weights, optimizer
       state, history, base learning rate, seed and early-stopping state continue from it,
       and training runs from its epoch up to ``epochs`` (a total, not a count to add).
-    - ``progress``: a progress bar on a terminal; ``verbose``: one line per epoch;
-      ``on_epoch_end(record)`` is called with each epoch's record.
+    - ``progress``: a progress bar on a terminal; ``verbose``: one line per epoch.
+    - ``on_epoch_end(record)``, a function or a list of them, is called with each epoch's
+      record (after its checkpoint is saved); ``on_step_end(epoch, step, loss)`` after each
+      step (``loss``: the step's mean loss, a 0-d device array; ``float(loss)`` reads it,
+      a host synchronisation). A callback that returns True or raises
+      :class:`~gpunet.StopTraining` ends training after the current epoch; any other
+      exception propagates carrying the History as ``exc.history`` (see ``callbacks.py``).
+      With the static or captured step, ``on_step_end`` runs on the host between steps
+      (replays); it may read the loss and set ``optimizer.lr``, which the next step uses.
     - ``graph``: ``"auto"`` runs a Sequential of Linear/ReLU/Flatten/Sigmoid/Tanh with
       ``CrossEntropyLoss`` (training and validation) through the static-buffer steps
       (``training/engine/step.py``); on the GPU it times the first steps uncaptured and as CUDA
@@ -307,6 +170,7 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
         raise ValueError(f"the checkpoint has already trained {state.epoch} epochs; pass "
                          f"epochs > {state.epoch} to train further")
     history, seed = state.history, state.seed
+    callbacks = Callbacks(on_epoch_end, on_step_end, history)
     X, y = checked(model, loss_fn, X, y, "train")  # before the split: rows as given
     warn_if_unscaled(X, "train")
     if val_split:
@@ -341,7 +205,7 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
             stack.callback(runner.close)
             if runner.stream is not None:  # every op of the run ordered with the replays
                 stack.enter_context(runner.stream)
-        stopper = _EarlyStopping(patience, model, history, state.best_state)
+        stopper = EarlyStopping(patience, model, history, state.best_state)
         to_input = FloatInput(model)
         eval_batch = max(loader.batch_size, EVAL_BATCH_SIZE)
 
@@ -358,9 +222,10 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
             # a diverging run is reported by NonFiniteLossError, not by NumPy's warnings
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 try:
-                    train_loss, train_accuracy = _train_epoch(
-                        model, loss_fn, optimizer, loader, to_input, index + 1, epochs, progress,
-                        runner, parallel)
+                    train_loss, train_accuracy = train_epoch(
+                        model, loss_fn, optimizer, loader, to_input, index + 1, epochs,
+                        progress=progress, runner=runner, parallel=parallel,
+                        callbacks=callbacks)
                     train_seconds = time.perf_counter() - started
                     result = _validate(model, val, loss_fn, eval_batch, index + 1, runner)
                 except NonFiniteLossError as exc:
@@ -381,12 +246,12 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
             save_checkpoint()
             if verbose:
                 print(format_epoch(record, epochs), flush=True)
-            if on_epoch_end is not None:
-                on_epoch_end(record)
-            if stop:
+            asked = callbacks.epoch_done(record)
+            if stop or asked:
                 if verbose:
                     print(f"early stopping: no improvement for {patience} epochs; best epoch "
-                          f"{stopper.best_epoch}", flush=True)
+                          f"{stopper.best_epoch}" if stop else
+                          f"stopped by a callback after epoch {state.epoch}", flush=True)
                 break
         _tell_graph(runner, verbose, ended=True)
         if stopper.restore(model, state.epoch):
