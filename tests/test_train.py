@@ -65,6 +65,22 @@ def test_history_is_json_and_csv_friendly(tmp_path):
         history["nope"]
 
 
+def test_history_history_is_keras_dict_of_lists():
+    model = _net()
+    opt = gn.optim.SGD(model.parameters(), lr=0.1)
+    history = _quiet_fit(model, opt, gn.datasets.xor(40, seed=0), epochs=3, batch_size=8,
+                         val=gn.datasets.xor(20, seed=1))
+    keras = history.history
+    assert list(keras) == ["loss", "accuracy", "val_loss", "val_accuracy"]
+    assert keras["loss"] == history["train_loss"] and keras["val_accuracy"] == \
+        history["val_accuracy"] and len(keras["accuracy"]) == 3
+    model = _net(classes=1)                  # regression: no accuracy, no validation
+    history = gn.fit(model, gn.MSELoss(), gn.optim.SGD(model.parameters(), lr=0.1),
+                     (np.ones((8, 2), np.float32), np.ones(8, np.float32)), epochs=2,
+                     progress=False, verbose=False)
+    assert list(history.history) == ["loss"] and len(history.history["loss"]) == 2
+
+
 def test_train_loss_is_the_sample_weighted_mean_of_the_steps():
     X, y = gn.datasets.spirals(50, seed=0)  # 50 = 3 batches of 16 + one of 2
     model = _net()

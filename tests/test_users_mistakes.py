@@ -102,10 +102,43 @@ def test_fit_warns_once_about_unscaled_float_images(rng):
         gn.fit(model, gn.CrossEntropyLoss(), opt, (data, y), epochs=2, verbose=False)
 
     warned = _caught(lambda: train(images))
-    assert len(warned) == 1 and "reach 255" in str(warned[0].message)
+    assert len(warned) == 1 and "has a root mean square of 1" in str(warned[0].message)
     assert "X / 255" in str(warned[0].message)
     assert not _caught(lambda: train(images / 255))
     assert not _caught(lambda: train(images.astype(np.uint8)))   # fit scales uint8 itself
+
+
+def _warns(X):
+    """Whether fit's unscaled-input warning fires for the float inputs ``X``."""
+    from gpunet.training.loop.inputs import warn_if_unscaled
+
+    return bool(_caught(lambda: warn_if_unscaled(X, "train")))
+
+
+def test_the_unscaled_rule_is_per_feature_not_the_largest_value(rng):
+    standardised = rng.standard_normal((2000, 6))
+    rare = np.zeros(2000)
+    rare[7] = 1                                      # a pixel lit in one image of 2,000,
+    standardised[:, 2] = (rare - rare.mean()) / rare.std()   # standardised: 44.7 there
+    assert np.abs(standardised).max() > 40 and not _warns(standardised)
+    assert not _warns(rng.uniform(0, 1, (500, 4)))   # min-max scaled
+    images = rng.integers(0, 256, (300, 28, 28)).astype(np.float32)
+    assert _warns(images) and not _warns(images / 255)
+    raw_units = standardised.copy()
+    raw_units[:, 4] = 50 + 5 * raw_units[:, 4]       # one feature in raw units (an age)
+    assert _warns(raw_units)
+
+
+def test_digits_standardised_as_sklearn_says_does_not_warn():
+    datasets = pytest.importorskip("sklearn.datasets", reason="needs the sklearn extra: "
+                                   'pip install -e ".[sklearn]"')
+    from sklearn.preprocessing import StandardScaler
+
+    X, _ = datasets.load_digits(return_X_y=True)
+    scaled = StandardScaler().fit_transform(X)
+    assert np.abs(scaled).max() > 40                 # the rare pixel that fooled the old rule
+    assert not _warns(scaled) and not _warns(X / 16)
+    assert _warns(X)                                 # 0..16: a feature's RMS reaches 12.9
 
 
 class _Terminal:

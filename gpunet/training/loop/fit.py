@@ -101,8 +101,8 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
     - ``val=(X, y)``, or ``val_split`` (a fraction of ``train`` held out with a permutation
       fixed by ``seed``): evaluated after every epoch.
     - ``batch_size``: samples per step (``None``: full batch). uint8 images are scaled to
-      [0, 1] on the device, batch by batch; float inputs beyond +-10 get a warning (they
-      look unscaled).
+      [0, 1] on the device, batch by batch; float inputs with a feature whose root mean
+      square passes 10 get a warning (they look unscaled).
     - ``schedule(base_lr, epoch) -> lr`` (e.g. :class:`gpunet.schedules.CosineLR`) sets
       ``optimizer.lr`` before each epoch from the optimizer's learning rate at the start.
     - ``patience``: stop after that many epochs without a lower validation loss (training

@@ -34,6 +34,17 @@ class History:
             raise KeyError(f"unknown history column {column!r}; expected one of {COLUMNS}")
         return [r[column] for r in self.records]
 
+    @property
+    def history(self) -> dict:
+        """Keras's ``History.history``: a dict of lists, one value per epoch, under Keras's
+        names: ``loss`` and ``accuracy`` (training), ``val_loss`` and ``val_accuracy``, each
+        present when it applies (``pd.DataFrame(history.history).plot()`` draws the curves).
+        Every column by its own name: ``history["lr"]``, ``history.records``."""
+        names = {"loss": "train_loss", "accuracy": "train_accuracy", "val_loss": "val_loss",
+                 "val_accuracy": "val_accuracy"}
+        return {keras: self[column] for keras, column in names.items()
+                if any(value is not None for value in self[column])}
+
     def to_json(self, path=None):
         """The records as a JSON list (written to ``path`` when given, atomically)."""
         text = json.dumps(self.records, indent=1)
