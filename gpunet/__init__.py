@@ -24,6 +24,7 @@ from .nn.module import Module
 from .nn.activations import Activation, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from .nn import Dropout, Flatten, Linear, Sequential, from_config, register_layer
 from .nn.parameter import Parameter
+from .nn.clip_grad import clip_grad_norm_, clip_grad_value_
 from .training.loop.evaluation import Evaluation, evaluate, predict
 from .training.loop.callbacks import StopTraining
 from .training.loop.fit import NonFiniteLossError, fit
@@ -36,7 +37,7 @@ __all__ = [
     "Flatten",
     "GradcheckError", "LeakyReLU", "Linear", "LogSoftmax", "Loss", "MSELoss", "Module",
     "NLLLoss", "Parameter", "ReLU", "Sequential", "Sigmoid", "Softmax", "Tanh",
-    "datasets", "distributed", "from_config", "get_backend", "gpu_status", "gradcheck", "init",
+    "clip_grad_norm_", "clip_grad_value_", "datasets", "distributed", "from_config", "get_backend", "gpu_status", "gradcheck", "init",
     "manual_seed", "optim",
     "set_tf32", "to_numpy", "warmup",
     "Checkpoint", "CheckpointError", "Evaluation", "LoadLimits", "History", "NonFiniteLossError",

@@ -13,10 +13,10 @@ import cupy
 import numpy as np
 
 from .kernels import fits_int32
-from .launchers import gemm, linear_relu, optim, softmax_xent, step
+from .launchers import clip_grad, gemm, linear_relu, optim, softmax_xent, step
 from .numpy_ops import NumpyOps
 
-LAUNCHERS = (linear_relu, softmax_xent, optim, gemm, step)
+LAUNCHERS = (linear_relu, softmax_xent, optim, gemm, step, clip_grad)
 
 # Which GEMM serves a product of M x N x K multiply-adds: the first (upper bound, route) whose
 # bound is >= M * N * K, else cuBLAS. "cublas" = cuBLAS (+ the fused bias/ReLU epilogue),
@@ -174,6 +174,18 @@ class CupyOps(NumpyOps):
         self._pending_checks.setdefault(BATCH, set()).add(int(logits.shape[1]))
         return softmax_xent.softmax_xent(logits, _device_labels(labels), grad,
                                          self._error_word(BATCH), self.workspace, out)
+
+    # -- gradient clipping over the flat gradient buffer ----------------------------------
+    def grad_norm(self, grad, norm_type, out):
+        if not (_is_f32(grad, out) and grad.ndim == 1 and out.size == 1):
+            return super().grad_norm(grad, norm_type, out)
+        clip_grad.grad_norm(grad, norm_type, out, self.workspace)
+        return out
+
+    def clip_by_norm(self, grad, max_norm, norm):
+        if not (_is_f32(grad, norm) and grad.ndim == 1 and norm.size == 1):
+            return super().clip_by_norm(grad, max_norm, norm)
+        clip_grad.clip_by_norm(grad, max_norm, norm)
 
     # -- optimizer updates over the flat parameter buffer --------------------------------
     def sgd_update(self, param, grad, velocity, lr, *, momentum, weight_decay, nesterov):

@@ -181,6 +181,38 @@ class NumpyOps:
         hits[step] = correct
         cursor += rows
 
+    # -- gradient clipping over the flat gradient buffer ----------------------------------
+    def grad_norm(self, grad, norm_type, out):
+        """``out[...]`` = the ``norm_type``-norm of the 1-D ``grad`` (p > 0, or ``inf``: the
+        largest magnitude, NaN if any value is NaN), summed pairwise in ``grad``'s dtype in
+        a reused workspace. ``out`` is a 0-d array of that dtype."""
+        xp = self.xp
+        work = self.workspace.like("norm_terms", grad)
+        xp.abs(grad, out=work)
+        if work.size == 0:
+            out[...] = 0
+        elif np.isinf(norm_type):
+            work.max(out=out)
+        elif norm_type == 1:
+            work.sum(out=out)
+        elif norm_type == 2:
+            xp.multiply(work, work, out=work)
+            xp.sqrt(work.sum(out=out), out=out)
+        else:
+            xp.power(work, norm_type, out=work)
+            xp.power(work.sum(out=out), 1.0 / norm_type, out=out)
+        return out
+
+    def clip_by_norm(self, grad, max_norm, norm):
+        """``grad *= min(max_norm / (norm + 1e-6), 1)`` in ``grad``'s dtype (as torch's
+        ``clip_grad_norm_``; a NaN norm makes every value NaN), ``norm`` read on the device."""
+        xp = self.xp
+        coef = self.workspace.get("clip_coef", (), grad.dtype)
+        xp.add(norm, grad.dtype.type(1e-6), out=coef)
+        xp.divide(grad.dtype.type(max_norm), coef, out=coef)
+        xp.minimum(coef, 1, out=coef)
+        grad *= coef
+
     # -- optimizer updates over the flat parameter buffer --------------------------------
     def _decayed(self, param, grad, weight_decay):
         """``grad + weight_decay * param`` (L2 decay) in a reused workspace."""

@@ -130,18 +130,23 @@ class StaticStep(StaticEvalStep):
 
     what = "training step"
 
-    def __init__(self, model, optimizer, X, y, rows, epoch: EpochBuffers, before_update=None):
+    def __init__(self, model, optimizer, X, y, rows, epoch: EpochBuffers, before_update=None,
+                 clip=None):
         super().__init__(model, X, y, rows, epoch)
         self.optimizer = optimizer
         self.before_update = before_update  # e.g. the gradient all-reduce of data parallelism
+        self.clip = clip  # fit's gradient clipping (a NormClipper), after the all-reduce
 
     def run(self) -> None:
-        """Gather, forward, loss, backward, update, record; the cursor moves on."""
+        """Gather, forward, loss, backward, (all-reduce, clipping,) update, record; the
+        cursor moves on."""
         self._forward_loss()
         with inside():
             self.model.backward(self.grad, input_grad=False)
         if self.before_update is not None:
             self.before_update()
+        if self.clip is not None:
+            self.clip()
         self.optimizer.step()
         self._record()
 

@@ -22,10 +22,11 @@ class StepRunner:
     is captured with the step, on the capture stream. ``strict`` (``graph="on"``): every
     step is captured and a recording that fails raises; otherwise (``graph="auto"``) the
     timing of the first steps decides (see ``capture.py``); ``clock`` times them and
-    ``agree`` makes the ranks of a data-parallel job decide alike."""
+    ``agree`` makes the ranks of a data-parallel job decide alike. ``clip``: fit's gradient
+    clipping, run in each step after the all-reduce."""
 
     def __init__(self, model, optimizer, X, y, batch_size, steps, stream=None, *, shard=None,
-                 sync=None, strict=True, clock=None, agree=None):
+                 sync=None, strict=True, clock=None, agree=None, clip=None):
         backend = model.backend
         self.model, self.stream = model, stream
         self.shuffle = batch_size < len(X)
@@ -44,7 +45,7 @@ class StepRunner:
             self.choice = GraphChoice(strict, clock, agree)
         kinds = list(dict.fromkeys(zip(rows[-2:], weights[-2:])))  # full steps, last step
         self.steps = [self._make(StaticStep(model, optimizer, X, y, r, self.epoch,
-                                            None if sync is None else sync(w)), i == 0)
+                                            None if sync is None else sync(w), clip), i == 0)
                       for i, (r, w) in enumerate(kinds)]
         self.count = steps
         self._last = self.steps[0]

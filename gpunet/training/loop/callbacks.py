@@ -42,9 +42,10 @@ def _asks_to_stop(result) -> bool:
 
 
 class Callbacks:
-    """The callbacks of one ``fit`` call over ``history`` (the History it returns)."""
+    """The callbacks of one ``fit`` call; ``history``: the History it returns (set once
+    known)."""
 
-    def __init__(self, on_epoch_end, on_step_end, history):
+    def __init__(self, on_epoch_end, on_step_end, history=None):
         self.epoch_end = _callables(on_epoch_end, "on_epoch_end")
         self.step_end = _callables(on_step_end, "on_step_end")
         self.history = history

@@ -25,6 +25,7 @@ from .inputs import FloatInput, batching, checked, pair, warn_if_unscaled
 from .history import History, format_epoch
 from ...data.loader import DataLoader
 from ...checks import check_positive_int
+from ...nn.clip_grad import NormClipper
 from ..engine.step import graph_mode
 from ..engine.step_runner import StepRunner
 from ..engine.data_parallel import DataParallel
@@ -93,7 +94,8 @@ def _resume(resume, model, optimizer, seed):
 def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
         batch_size=BATCH_SIZE, schedule=None, patience=None, seed=None, checkpoint=None,
         checkpoint_meta=None, resume=None, progress=True, verbose=True,
-        on_epoch_end=None, on_step_end=None, graph="auto", distributed=None) -> History:
+        on_epoch_end=None, on_step_end=None, clip_grad_norm=None, graph="auto",
+        distributed=None) -> History:
     """Train ``model`` on ``train=(X, y)`` (or a :class:`~gpunet.DataLoader`, which brings
     its batch size, shuffling and drop_last) for ``epochs`` epochs; return a
     :class:`History`. ``optimizer`` must update this model's parameters.
@@ -116,6 +118,10 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
     - ``resume``: a :class:`Checkpoint` or path written by ``fit``: the weights, optimizer
       state, history, base learning rate, seed and early-stopping state continue from it,
       and training runs from its epoch up to ``epochs`` (a total, not a count to add).
+    - ``clip_grad_norm``: each step, the gradients the optimizer updates are clipped to this
+      total 2-norm (:func:`gpunet.clip_grad_norm_`) before the update (after the
+      all-reduce when data-parallel): one pass over the flat gradient, inside the static or
+      captured step too.
     - ``progress``: a progress bar on a terminal; ``verbose``: one line per epoch.
     - ``on_epoch_end(record)``, a function or a list of them, is called with each epoch's
       record (after its checkpoint is saved); ``on_step_end(epoch, step, loss)`` after each
@@ -153,6 +159,8 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
                          f"model is on {model.backend.name}: create the optimizer after "
                          f"model.to(...)")
     optimizer.check_holds(model)
+    clip = None if clip_grad_norm is None else NormClipper(optimizer.flat, clip_grad_norm)
+    callbacks = Callbacks(on_epoch_end, on_step_end)
     if val is not None and val_split:
         raise ValueError("pass either val=(X, y) or val_split, not both")
     checkpoint_meta = dict(checkpoint_meta or {})
@@ -170,7 +178,7 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
         raise ValueError(f"the checkpoint has already trained {state.epoch} epochs; pass "
                          f"epochs > {state.epoch} to train further")
     history, seed = state.history, state.seed
-    callbacks = Callbacks(on_epoch_end, on_step_end, history)
+    callbacks.history = history
     X, y = checked(model, loss_fn, X, y, "train")  # before the split: rows as given
     warn_if_unscaled(X, "train")
     if val_split:
@@ -201,7 +209,7 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
                                 shard=loader.shard,
                                 sync=None if parallel is None else parallel.hook,
                                 strict=graph == "on",
-                                agree=None if parallel is None else parallel.agree)
+                                agree=None if parallel is None else parallel.agree, clip=clip)
             stack.callback(runner.close)
             if runner.stream is not None:  # every op of the run ordered with the replays
                 stack.enter_context(runner.stream)
@@ -225,7 +233,7 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
                     train_loss, train_accuracy = train_epoch(
                         model, loss_fn, optimizer, loader, to_input, index + 1, epochs,
                         progress=progress, runner=runner, parallel=parallel,
-                        callbacks=callbacks)
+                        callbacks=callbacks, clip=clip)
                     train_seconds = time.perf_counter() - started
                     result = _validate(model, val, loss_fn, eval_batch, index + 1, runner)
                 except NonFiniteLossError as exc:
