@@ -43,7 +43,7 @@ __all__ = ["build_parser", "confusion_matrix", "format_confusion", "main"]
 RUN_DEFAULTS = {"dataset": "fashion-mnist", "hidden": [512, 512], "activation": "relu",
                 "optimizer": "sgd", "lr": None, "momentum": None, "weight_decay": 0.0,
                 "batch_size": None, "val_split": 0.1, "schedule": "cosine", "patience": None,
-                "seed": 0}
+                "seed": 0, "clip_grad_norm": None}
 DEFAULT_EPOCHS = {"fashion-mnist": 20, "mnist": 20, "xor": 100, "spirals": 100}
 DEFAULT_BATCH_SIZE = {"fashion-mnist": 128, "mnist": 128, "xor": 32, "spirals": 32}
 CHECKPOINT_NAME = "checkpoint.npz"
@@ -93,6 +93,9 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
     train.add_argument("--patience", type=positive_int,
                        help="stop after this many epochs without a lower validation loss "
                             "and keep the best weights (default: off)")
+    train.add_argument("--clip-grad-norm", type=positive_float, metavar="MAX",
+                       help="clip the gradients to this total 2-norm each step, as "
+                            "torch.nn.utils.clip_grad_norm_ (default: off)")
     train.add_argument("--seed", type=non_negative_int,
                        help="seed for initialisation, split and shuffling (default: 0)")
     train.add_argument("--out", metavar="DIR", help="output folder for the checkpoint and "
@@ -294,6 +297,7 @@ def _train_in(out, checkpoint, args, config, backend, resume):
                       batch_size=config["batch_size"],
                       schedule=make_schedule(config["schedule"], epochs),
                       patience=config["patience"], seed=config["seed"], checkpoint=checkpoint,
+                      clip_grad_norm=config["clip_grad_norm"],
                       checkpoint_meta={"config": config}, resume=resume,
                       progress=not args.no_progress,
                       on_epoch_end=None if metrics is None else metrics.epoch_done,

@@ -54,6 +54,21 @@ def test_train_writes_checkpoint_metrics_and_curves(tmp_path, capsys):
     assert saved.epoch == 3 and saved.meta["config"]["epochs"] == 3
 
 
+def test_clip_grad_norm_is_a_setting_of_the_run(tmp_path, capsys):
+    assert _train(tmp_path, "--clip-grad-norm", "0.01", out="clipped") == 0
+    assert _train(tmp_path, out="free") == 0
+    clipped, free = (gn.load(tmp_path / name / "checkpoint.npz") for name in ("clipped", "free"))
+    assert clipped.meta["config"]["clip_grad_norm"] == 0.01
+    assert free.meta["config"]["clip_grad_norm"] is None
+    assert any(not np.allclose(clipped.model.state_dict()[k], free.model.state_dict()[k])
+               for k in free.model.state_dict())
+    assert main(["train", "--resume", str(tmp_path / "clipped" / "checkpoint.npz"),
+                 "--epochs", "4", *SMALL]) == 0     # resumed with its clipping
+    _error(capsys, ["train", "--resume", str(tmp_path / "clipped" / "checkpoint.npz"),
+                    "--epochs", "5", "--clip-grad-norm", "1", *SMALL],
+           "--clip-grad-norm 1.0 differs from the resumed run's 0.01")
+
+
 def test_eval_prints_accuracy_and_confusion_matrix(tmp_path, capsys):
     _train(tmp_path, "--epochs", "30")
     train_out = capsys.readouterr().out
@@ -102,6 +117,8 @@ def test_existing_run_is_not_overwritten(tmp_path, capsys):
     (["train", "--epochs", "0"], "argument --epochs: expected a positive integer"),
     (["train", "--val-split", "1"], "argument --val-split: expected a finite number in [0, 1)"),
     (["train", "--momentum", "nan"], "argument --momentum"),
+    (["train", "--clip-grad-norm", "0"], "argument --clip-grad-norm: expected a finite "
+                                         "number > 0, got '0'"),
     (["train", "--dataset", "cifar"], "invalid choice: 'cifar'"),
     (["train", "--activation", "gelu"], "invalid choice: 'gelu'"),
     (["fly"], "invalid choice: 'fly'"),
