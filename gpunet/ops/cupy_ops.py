@@ -164,16 +164,24 @@ class CupyOps(NumpyOps):
                     f"label {shown} at index {index}{WHERE[slot]} is out of range: expected "
                     f"labels in [0, {bound}) for {bound} classes")
 
-    def softmax_cross_entropy(self, logits, labels, grad, out=None):
-        fused = (_is_f32(logits, grad) and logits.ndim == 2 and grad.shape == logits.shape
+    def softmax_cross_entropy(self, logits, labels, grad, out=None, *, weight=None,
+                              sample_weight=None, label_smoothing=0.0):
+        fused = (_is_f32(logits, grad, weight, sample_weight) and logits.ndim == 2
+                 and grad.shape == logits.shape
                  and isinstance(labels, cupy.ndarray) and labels.dtype.kind in "iu"
                  and labels.shape == logits.shape[:1] and logits.shape[0] > 0
+                 and (weight is None or weight.shape == logits.shape[1:])
+                 and (sample_weight is None or sample_weight.shape == logits.shape[:1])
                  and (out is None or (out[0].dtype == np.float32 and out[1].dtype == np.int64)))
         if not fused:
-            return super().softmax_cross_entropy(logits, labels, grad, out)
+            return super().softmax_cross_entropy(logits, labels, grad, out, weight=weight,
+                                                 sample_weight=sample_weight,
+                                                 label_smoothing=label_smoothing)
         self._pending_checks.setdefault(BATCH, set()).add(int(logits.shape[1]))
         return softmax_xent.softmax_xent(logits, _device_labels(labels), grad,
-                                         self._error_word(BATCH), self.workspace, out)
+                                         self._error_word(BATCH), self.workspace, out,
+                                         weight=weight, sample_weight=sample_weight,
+                                         label_smoothing=label_smoothing)
 
     # -- gradient clipping over the flat gradient buffer ----------------------------------
     def grad_norm(self, grad, norm_type, out):

@@ -116,12 +116,17 @@ class NumpyOps:
         xp.add(rows, labels, out=positions)
         return positions
 
-    def softmax_cross_entropy(self, logits, labels, grad, out=None):
+    def softmax_cross_entropy(self, logits, labels, grad, out=None, *, weight=None,
+                              sample_weight=None, label_smoothing=0.0):
         """Mean softmax cross-entropy of ``logits`` (B, C) against int ``labels`` (B,).
 
         Writes ``d loss / d logits = (softmax - onehot) / B`` into ``grad`` and returns
         ``(loss, correct)``: the mean loss and the count of rows whose arg-max is the label,
         0-d device arrays, new ones or the pair ``out`` given (then nothing is allocated).
+
+        ``weight`` (C,), ``sample_weight`` (B,) and ``label_smoothing`` make it torch's
+        weighted, smoothed loss (see :meth:`_weighted_cross_entropy`); ``correct`` stays a
+        count of rows.
         """
         xp, ws = self.xp, self.workspace
         batch, num_classes = logits.shape
@@ -135,6 +140,10 @@ class NumpyOps:
         hit.sum(out=correct)
         self.softmax(logits, grad, log=True)
         positions = self._label_positions(labels, num_classes)
+        if weight is not None or sample_weight is not None or label_smoothing:
+            self._weighted_cross_entropy(grad, positions, labels, loss, weight, sample_weight,
+                                         label_smoothing)
+            return loss, correct
         picked = ws.get("xent_picked", (batch,), grad.dtype)
         total = ws.get("xent_total", (), np.float64)
         flat = grad.reshape(-1)
@@ -147,6 +156,79 @@ class NumpyOps:
         flat[positions] = picked
         grad *= 1.0 / batch
         return loss, correct
+
+    def _weighted_cross_entropy(self, logp, positions, labels, loss, weight, sample_weight,
+                                smoothing):
+        """torch's ``cross_entropy(weight=w, label_smoothing=e)`` with per-row weights
+        ``s`` (all 1 when None) from the log-probabilities ``logp``, which become the
+        gradient. With ``r_i = s_i w[y_i]`` and ``W = sum r_i``::
+
+            loss = ((1 - e) sum_i r_i (-logp[i, y_i])
+                    + e / C sum_i s_i sum_c w_c (-logp[i, c])) / W
+            grad[i, c] = (p[i, c] ((1 - e) r_i + e / C s_i sum(w))
+                          - (1 - e) r_i [c = y_i] - e / C s_i w_c) / W
+        """
+        xp, ws = self.xp, self.workspace
+        batch, num_classes = logp.shape
+        dtype, flat = logp.dtype, logp.reshape(-1)
+        row = ws.get("xent_row_weight", (batch,), dtype)          # r_i
+        if weight is None:
+            row.fill(1)
+        else:
+            self._take_rows(weight, labels, row)
+        if sample_weight is not None:
+            row *= sample_weight
+        total = ws.get("xent_weight_total", (), np.float64)       # W
+        row.sum(dtype=np.float64, out=total)
+        inverse = ws.get("xent_inverse_total", (), dtype)
+        xp.divide(1.0, total, out=inverse, casting="same_kind")
+        picked = ws.get("xent_picked", (batch,), dtype)
+        self._take_rows(flat, positions, picked)                  # logp[i, y_i]
+        picked *= row
+        numerator = ws.get("xent_total", (), np.float64)
+        picked.sum(dtype=np.float64, out=numerator)
+        numerator *= smoothing - 1.0
+        smooth = ws.get("xent_smooth_rows", (batch,), dtype)      # s_i sum_c w_c logp[i, c]
+        if smoothing:
+            if weight is None:
+                logp.sum(axis=1, out=smooth)
+            else:
+                xp.matmul(logp, weight, out=smooth)
+            if sample_weight is not None:
+                smooth *= sample_weight
+            part = ws.get("xent_smooth_total", (), np.float64)
+            smooth.sum(dtype=np.float64, out=part)
+            xp.multiply(part, smoothing / num_classes, out=part)
+            numerator -= part
+        xp.divide(numerator, total, out=loss, casting="same_kind")
+        xp.exp(logp, out=logp)                                    # p
+        scale = ws.get("xent_row_scale", (batch,), dtype)         # (1 - e) r_i + e/C s_i sum(w)
+        xp.multiply(row, 1.0 - smoothing, out=scale)
+        if smoothing:
+            spread = ws.get("xent_spread", (batch,), dtype)
+            if weight is None:
+                spread.fill(smoothing)                            # e/C times C classes
+            else:
+                xp.copyto(spread, weight.sum())
+                spread *= smoothing / num_classes
+            if sample_weight is not None:
+                spread *= sample_weight
+            scale += spread
+        logp *= scale[:, None]
+        self._take_rows(flat, positions, picked)
+        xp.multiply(row, 1.0 - smoothing, out=row)
+        picked -= row                                             # the label's term
+        flat[positions] = picked
+        if smoothing:
+            each = ws.like("xent_smooth_terms", logp)             # e/C s_i w_c
+            if weight is None:
+                each.fill(smoothing / num_classes)
+            else:
+                xp.multiply(weight, smoothing / num_classes, out=each)
+            if sample_weight is not None:
+                each *= sample_weight[:, None]
+            logp -= each
+        logp *= inverse
 
     # -- the static training step ----------------------------------------------------------
     def gather_batch(self, X, y, order, cursor, x_out, y_out):

@@ -2,7 +2,7 @@
 
 NumPy reference: ``NumpyOps.softmax_cross_entropy`` and ``NumpyOps.check_labels``.
 Tests: tests/test_cupy_ops.py (``test_softmax_cross_entropy``, ``test_out_of_range_label_*``),
-tests/test_gpu_path.py.
+tests/test_gpu_path.py, tests/test_weighted_losses.py (class and sample weights, smoothing).
 
 A bad label is flagged on the device in an error word (no host synchronisation): the word
 keeps the smallest ``index << LABEL_BITS | (label + 2**(LABEL_BITS - 1))``, labels clamped
@@ -26,7 +26,8 @@ LABEL_TYPES = {np.dtype(np.int32): "int", np.dtype(np.int64): "long long"}
 SOURCE = KernelSource(
     "softmax_xent",
     kernels=("softmax_xent_rows<int>", "softmax_xent_rows<long long>", "softmax_xent_finish",
-             "check_label_range<int>", "check_label_range<long long>"),
+             "check_label_range<int>", "check_label_range<long long>",
+             "xent_weight_total<int>", "xent_weight_total<long long>"),
     defines=(("WARP", WARP), ("ROWS_PER_BLOCK", ROWS_PER_BLOCK),
              ("FINISH_THREADS", FINISH_THREADS), ("LABEL_BITS", LABEL_BITS)),
 )
@@ -48,28 +49,47 @@ def check_label_range(labels, num_classes: int, error_word) -> None:
            (labels, np.int64(labels.size), np.int64(num_classes), error_word))
 
 
-def softmax_xent(logits, labels, grad, error_word, workspace, out=None):
+def _finish_grid(batch):
+    """``(parts, chunk)``: the blocks of the row reductions and the rows each sums."""
+    parts = max(1, min(-(-batch // (FINISH_THREADS * FINISH_ROWS_PER_THREAD)), FINISH_THREADS))
+    chunk = -(-batch // parts)
+    return -(-batch // chunk), chunk
+
+
+def softmax_xent(logits, labels, grad, error_word, workspace, out=None, *, weight=None,
+                 sample_weight=None, label_smoothing=0.0):
     """Fused loss, gradient and correct count of :meth:`NumpyOps.softmax_cross_entropy`:
     returns 0-d device arrays ``(loss, correct)`` (new ones, or the pair ``out``: float32,
-    int64); bad labels go to ``error_word``."""
+    int64); bad labels go to ``error_word``. ``weight`` (classes,) and ``sample_weight``
+    (batch,) are float32 C-contiguous device arrays or None; with either, or a
+    ``label_smoothing``, a first kernel sums the batch's weight W on the device."""
     batch, num_classes = logits.shape
     row_loss = workspace.get("row_loss", (batch,), np.float32)
     row_hit = workspace.get("row_hit", (batch,), np.int32)
-    parts = max(1, min(-(-batch // (FINISH_THREADS * FINISH_ROWS_PER_THREAD)), FINISH_THREADS))
-    chunk = -(-batch // parts)
-    parts = -(-batch // chunk)
+    parts, chunk = _finish_grid(batch)
     part_loss = workspace.get("loss_parts", (parts,), np.float64)
     part_hit = workspace.get("hit_parts", (parts,), np.int64)
     ticket = workspace.zeros("loss_ticket", (1,), np.uint32)
     xp = workspace.xp
     loss, correct = out if out is not None else (xp.empty((), dtype=np.float32),
                                                  xp.empty((), dtype=np.int64))
-    rows_kernel = SOURCE.function(f"softmax_xent_rows<{LABEL_TYPES[labels.dtype]}>")
+    label_type = LABEL_TYPES[labels.dtype]
+    total = inverse = None
+    if weight is not None or sample_weight is not None or label_smoothing:
+        total = workspace.get("weight_total", (1,), np.float64)
+        inverse = workspace.get("weight_inverse", (1,), np.float32)
+        SOURCE.function(f"xent_weight_total<{label_type}>")(
+            (parts,), (FINISH_THREADS,),
+            (labels, weight, sample_weight, np.int32(batch), np.int32(num_classes),
+             np.int32(chunk), workspace.get("weight_parts", (parts,), np.float64),
+             workspace.zeros("weight_ticket", (1,), np.uint32), total, inverse))
+    rows_kernel = SOURCE.function(f"softmax_xent_rows<{label_type}>")
     rows_kernel((blocks(batch, ROWS_PER_BLOCK),), (ROWS_PER_BLOCK * WARP,),
                 (logits, labels, grad, row_loss, row_hit, error_word,
-                 np.int32(batch), np.int32(num_classes), np.float32(1.0 / batch)))
+                 np.int32(batch), np.int32(num_classes), np.float32(1.0 / batch),
+                 weight, sample_weight, inverse, np.float32(label_smoothing)))
     SOURCE.function("softmax_xent_finish")(
         (parts,), (FINISH_THREADS,),
         (row_loss, row_hit, part_loss, part_hit, ticket, loss, correct,
-         np.int32(batch), np.int32(chunk)))
+         np.int32(batch), np.int32(chunk), total))
     return loss, correct

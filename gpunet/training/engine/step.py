@@ -82,9 +82,10 @@ class StaticEvalStep:
 
     what = "evaluation step"
 
-    def __init__(self, model, X, y, rows, batches: EpochBuffers):
+    def __init__(self, model, X, y, rows, batches: EpochBuffers, loss_fn=None):
         xp = model.backend.xp
         self.model, self.ops = model, model.backend.ops
+        self.loss_fn = loss_fn or CrossEntropyLoss()  # its class weights and smoothing
         self.X, self.y, self.rows, self.epoch = X, y, rows, batches
         self.inputs = xp.empty((rows,) + X.shape[1:], dtype=model.dtype)
         self.labels = xp.empty(rows, dtype=y.dtype)
@@ -106,8 +107,10 @@ class StaticEvalStep:
             logits = self.model.forward(self.inputs)
             if self.grad is None:
                 self.grad = self.model.backend.xp.empty_like(logits)
-            ops.softmax_cross_entropy(logits, self.labels, self.grad,
-                                      out=(self.loss, self.correct))
+            ops.softmax_cross_entropy(
+                logits, self.labels, self.grad, out=(self.loss, self.correct),
+                weight=self.loss_fn.weight_on(self.model.backend, logits),
+                label_smoothing=self.loss_fn.label_smoothing)
 
     def _record(self) -> None:
         epoch = self.epoch
@@ -131,8 +134,8 @@ class StaticStep(StaticEvalStep):
     what = "training step"
 
     def __init__(self, model, optimizer, X, y, rows, epoch: EpochBuffers, before_update=None,
-                 clip=None):
-        super().__init__(model, X, y, rows, epoch)
+                 clip=None, loss_fn=None):
+        super().__init__(model, X, y, rows, epoch, loss_fn)
         self.optimizer = optimizer
         self.before_update = before_update  # e.g. the gradient all-reduce of data parallelism
         self.clip = clip  # fit's gradient clipping (a NormClipper), after the all-reduce

@@ -10,6 +10,11 @@ from ..loop.inputs import evaluation_mode
 from .step import EpochBuffers, StaticEvalStep, StaticStep, static_step_problem
 
 
+def _plain(loss_fn) -> bool:
+    """A CrossEntropyLoss without class weights or smoothing (or none given: the same)."""
+    return loss_fn is None or (loss_fn.weight is None and not loss_fn.label_smoothing)
+
+
 class StepRunner:
     """The static steps of a training run over ``(X, y)``: one for full batches, one for a
     smaller last batch. With a CUDA ``stream`` they are captured on it (every other op of
@@ -23,12 +28,13 @@ class StepRunner:
     step is captured and a recording that fails raises; otherwise (``graph="auto"``) the
     timing of the first steps decides (see ``capture.py``); ``clock`` times them and
     ``agree`` makes the ranks of a data-parallel job decide alike. ``clip``: fit's gradient
-    clipping, run in each step after the all-reduce."""
+    clipping, run in each step after the all-reduce. ``loss_fn``: the CrossEntropyLoss
+    (class weights, label smoothing) of training and evaluation (default: a plain one)."""
 
     def __init__(self, model, optimizer, X, y, batch_size, steps, stream=None, *, shard=None,
-                 sync=None, strict=True, clock=None, agree=None, clip=None):
+                 sync=None, strict=True, clock=None, agree=None, clip=None, loss_fn=None):
         backend = model.backend
-        self.model, self.stream = model, stream
+        self.model, self.stream, self.loss_fn = model, stream, loss_fn
         self.shuffle = batch_size < len(X)
         if shard is None:
             rows = [batch_size] * (steps - 1) + [len(X) - (steps - 1) * batch_size]
@@ -45,7 +51,8 @@ class StepRunner:
             self.choice = GraphChoice(strict, clock, agree)
         kinds = list(dict.fromkeys(zip(rows[-2:], weights[-2:])))  # full steps, last step
         self.steps = [self._make(StaticStep(model, optimizer, X, y, r, self.epoch,
-                                            None if sync is None else sync(w), clip), i == 0)
+                                            None if sync is None else sync(w), clip, loss_fn),
+                                 i == 0)
                       for i, (r, w) in enumerate(kinds)]
         self.count = steps
         self._last = self.steps[0]
@@ -84,8 +91,11 @@ class StepRunner:
         return news
 
     def can_evaluate(self, loss_fn, X, y) -> bool:
-        """Whether :meth:`evaluate` can run ``(X, y)`` with ``loss_fn`` through static steps."""
-        return static_step_problem(self.model, loss_fn, X, y) is None
+        """Whether :meth:`evaluate` can run ``(X, y)`` with ``loss_fn`` through static steps
+        (the training loss, or like it a plain CrossEntropyLoss)."""
+        if static_step_problem(self.model, loss_fn, X, y) is not None:
+            return False
+        return loss_fn is self.loss_fn or (_plain(loss_fn) and _plain(self.loss_fn))
 
     def evaluate(self, X, y, batch_size) -> tuple[float, float]:
         """Mean loss and accuracy of the model (evaluation mode) on ``(X, y)``, on the device
@@ -112,7 +122,7 @@ class StepRunner:
         n = len(X)
         rows = [min(batch_size, n - start) for start in range(0, n, batch_size)]
         buffers = EpochBuffers(self.model.backend, n, rows[0], len(rows))
-        steps = [StaticEvalStep(self.model, X, y, r, buffers)
+        steps = [StaticEvalStep(self.model, X, y, r, buffers, self.loss_fn)
                  for r in dict.fromkeys(rows[-2:])]  # full batches, a smaller last
         if self.choice is not None and self.choice.strict:
             steps = [self._make(step) for step in steps]

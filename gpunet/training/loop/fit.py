@@ -21,7 +21,8 @@ from .early_stopping import EarlyStopping
 from .epoch import NonFiniteLossError, train_epoch
 from .fit_state import META_KEY, FitState
 from .evaluation import EVAL_BATCH_SIZE, Evaluation, evaluate_on_device
-from .inputs import FloatInput, batching, checked, pair, warn_if_unscaled
+from .inputs import (FloatInput, batching, checked, checked_sample_weight, pair,
+                     warn_if_unscaled, weighted_batches)
 from .history import History, format_epoch
 from ...data.loader import DataLoader
 from ...checks import check_positive_int
@@ -36,9 +37,10 @@ BATCH_SIZE = 128  # fit's default batch size
 __all__ = ["NonFiniteLossError", "fit"]
 
 
-def _split(model, X, y, fraction, seed):
-    """Split a validation fraction off the device arrays ``(X, y)`` with a permutation
-    fixed by ``seed`` (0 if None), so a resumed run validates on the same samples."""
+def _split(model, X, y, row_weights, fraction, seed):
+    """Split a validation fraction off the device arrays ``(X, y)`` (and the training
+    ``row_weights``, if any) with a permutation fixed by ``seed`` (0 if None), so a resumed
+    run validates on the same samples."""
     if not 0 <= fraction < 1:
         raise ValueError(f"val_split must be in [0, 1), got {fraction!r}")
     n_val = int(round(len(X) * fraction))
@@ -47,7 +49,8 @@ def _split(model, X, y, fraction, seed):
                          f"validation and {len(X) - n_val} for training; both need >= 1")
     order = model.backend.asarray(np.random.default_rng(seed or 0).permutation(len(X)))
     val_idx, train_idx = order[:n_val], order[n_val:]
-    return (X[train_idx], y[train_idx]), (X[val_idx], y[val_idx])
+    kept = None if row_weights is None else row_weights[train_idx]
+    return (X[train_idx], y[train_idx]), kept, (X[val_idx], y[val_idx])
 
 
 def _epoch_seed(seed, epoch):
@@ -94,8 +97,8 @@ def _resume(resume, model, optimizer, seed):
 def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
         batch_size=BATCH_SIZE, schedule=None, patience=None, seed=None, checkpoint=None,
         checkpoint_meta=None, resume=None, progress=True, verbose=True,
-        on_epoch_end=None, on_step_end=None, clip_grad_norm=None, graph="auto",
-        distributed=None) -> History:
+        on_epoch_end=None, on_step_end=None, clip_grad_norm=None, sample_weight=None,
+        graph="auto", distributed=None) -> History:
     """Train ``model`` on ``train=(X, y)`` (or a :class:`~gpunet.DataLoader`, which brings
     its batch size, shuffling and drop_last) for ``epochs`` epochs; return a
     :class:`History`. ``optimizer`` must update this model's parameters.
@@ -122,6 +125,10 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
       total 2-norm (:func:`gpunet.clip_grad_norm_`) before the update (after the
       all-reduce when data-parallel): one pass over the flat gradient, inside the static or
       captured step too.
+    - ``sample_weight``: one non-negative weight per sample of ``train``: each batch's loss
+      is the weighted mean ``sum w_i l_i / sum w_i`` (``Loss`` with ``sample_weights``:
+      CrossEntropyLoss, BCEWithLogitsLoss, MSELoss); validation is unweighted. The static
+      step does not gather weights: weighted training runs the eager loop.
     - ``progress``: a progress bar on a terminal; ``verbose``: one line per epoch.
     - ``on_epoch_end(record)``, a function or a list of them, is called with each epoch's
       record (after its checkpoint is saved); ``on_step_end(epoch, step, loss)`` after each
@@ -166,6 +173,9 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
     checkpoint_meta = dict(checkpoint_meta or {})
     if META_KEY in checkpoint_meta:
         raise ValueError(f"checkpoint_meta must not use the key {META_KEY!r} (fit's own state)")
+    if distributed is not None and sample_weight is not None:
+        raise ValueError("sample_weight is not supported with distributed training (each "
+                         "rank would normalise by its own share of the weights)")
     parallel = None if distributed is None else DataParallel(distributed, model, optimizer)
     if parallel is not None and not parallel.is_root:
         checkpoint, verbose, progress = None, False, False
@@ -180,18 +190,26 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
     history, seed = state.history, state.seed
     callbacks.history = history
     X, y = checked(model, loss_fn, X, y, "train")  # before the split: rows as given
+    row_weights = None if sample_weight is None else checked_sample_weight(
+        model, loss_fn, sample_weight, len(X))
     warn_if_unscaled(X, "train")
     if val_split:
-        (X, y), val = _split(model, X, y, val_split, seed)
+        (X, y), row_weights, val = _split(model, X, y, row_weights, val_split, seed)
     elif val is not None:
         val_X, val_y = pair(val, "val")
         val = checked(model, loss_fn, val_X, val_y, "val")
-    loader = DataLoader(X, y, batch_size, shuffle=shuffle, drop_last=drop_last,
+    loader = DataLoader(X, y if row_weights is None else model.backend.xp.arange(len(X)),
+                        batch_size, shuffle=shuffle, drop_last=drop_last,
                         device=model.backend,
                         shard=None if parallel is None else (parallel.rank, parallel.size))
     if parallel is not None:
         parallel.shard = loader.shard
     mode, why = graph_mode(graph, model, loss_fn, X, y)
+    if mode != "eager" and row_weights is not None:  # the static step gathers X and y only
+        if graph == "on":
+            raise ValueError("graph='on' cannot run sample weights; use graph='auto' or "
+                             "'off'")
+        mode, why = "eager", "sample weights are given"
     if mode != "eager" and (drop_last or not shuffle):  # the static step shuffles, keeps all
         if graph == "on":
             raise ValueError("graph='on' cannot run a DataLoader with shuffle=False or "
@@ -209,7 +227,8 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
                                 shard=loader.shard,
                                 sync=None if parallel is None else parallel.hook,
                                 strict=graph == "on",
-                                agree=None if parallel is None else parallel.agree, clip=clip)
+                                agree=None if parallel is None else parallel.agree, clip=clip,
+                                loss_fn=loss_fn)
             stack.callback(runner.close)
             if runner.stream is not None:  # every op of the run ordered with the replays
                 stack.enter_context(runner.stream)
@@ -233,7 +252,9 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
                     train_loss, train_accuracy = train_epoch(
                         model, loss_fn, optimizer, loader, to_input, index + 1, epochs,
                         progress=progress, runner=runner, parallel=parallel,
-                        callbacks=callbacks, clip=clip)
+                        callbacks=callbacks, clip=clip,
+                        batches=None if row_weights is None
+                        else weighted_batches(loader, y, row_weights))
                     train_seconds = time.perf_counter() - started
                     result = _validate(model, val, loss_fn, eval_batch, index + 1, runner)
                 except NonFiniteLossError as exc:

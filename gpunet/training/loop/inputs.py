@@ -152,6 +152,37 @@ def check_finite(model, a, what):
                      f"(no NaN or inf): drop or fill in those values before training")
 
 
+def checked_sample_weight(model, loss_fn, sample_weight, num_samples):
+    """``fit``'s ``sample_weight`` on the model's device in its dtype, checked: one finite,
+    non-negative number per sample, not all zero, and a loss that takes them."""
+    if not getattr(loss_fn, "sample_weights", False):
+        raise TypeError(f"{type(loss_fn).__name__} does not take sample weights; fit's "
+                        f"sample_weight needs CrossEntropyLoss, BCEWithLogitsLoss or MSELoss")
+    weights = model.backend.asarray(sample_weight)
+    if weights.shape != (num_samples,):
+        raise ValueError(f"sample_weight must hold one weight per training sample, shape "
+                         f"({num_samples},), got {tuple(weights.shape)}")
+    if weights.dtype.kind not in "biuf":
+        raise TypeError(f"sample_weight must hold numbers, got {weights.dtype}")
+    weights = weights.astype(model.dtype)
+    check_finite(model, weights, "sample_weight")
+    negative = model.backend.xp.flatnonzero(weights < 0)
+    if len(negative):
+        first = int(negative[0])
+        raise ValueError(f"sample_weight must be >= 0, got {float(weights[first])} at "
+                         f"index {first}")
+    if not float(weights.sum()) > 0:
+        raise ValueError("sample_weight must not be all zero (no sample would count)")
+    return weights
+
+
+def weighted_batches(loader, y, weights):
+    """``(xb, yb, wb)`` batches from ``loader`` over ``(X, row indices)``: the labels and
+    weights of each batch gathered by its rows."""
+    for xb, rows in loader:
+        yield xb, y[rows], weights[rows]
+
+
 def checked(model, loss_fn, X, y, what):
     """``(X, y)`` on the model's device, checked once before the first batch: finite
     float values, class labels within the model's outputs."""
