@@ -11,7 +11,7 @@ import itertools
 import numpy as np
 import pytest
 
-from cuda_emulator.emulator import Emulator, compiler
+from cuda_emulator import compile_module, compiler
 from gemm_reference import assert_gemm_close, operands
 from gpunet.ops.launchers import gemm
 from gpunet.ops.workspace import Workspace
@@ -22,8 +22,8 @@ if compiler() is None:
 
 
 @pytest.fixture(scope="module")
-def emulator(tmp_path_factory):
-    return Emulator(gemm.SOURCE, tmp_path_factory.mktemp("gemm_emulator"))
+def emulator():
+    return compile_module(gemm.SOURCE.read(), gemm.SOURCE.options, gemm.SOURCE.kernels)
 
 
 def check(emulator, p, trans_a, trans_b, has_bias, relu, rng, offset=0, workspace=None):
