@@ -28,7 +28,7 @@ def load_test_kernels(file: str, *names: str, options=(), flavour=None, edit=Non
     text first)."""
     code = (KERNELS / file).read_text()
     return compile_module(edit(code) if edit else code, ("--std=c++17", *options), names,
-                          flavour=flavour)
+                          flavour=flavour, path=None if edit else KERNELS / file)
 
 
 def real_module(source, edit=None, flavour=None):

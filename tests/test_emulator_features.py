@@ -55,7 +55,8 @@ def expected_shuffles(v, operand, width):
 
 @pytest.mark.parametrize("dtype, name", [(np.float32, "float"), (np.int32, "int"),
                                          (np.float64, "double"), (np.int64, "long long")])
-@pytest.mark.parametrize("operand, width", [(1, 32), (5, 32), (16, 32), (3, 8), (1, 2)])
+@pytest.mark.parametrize("operand, width", [(1, 32), (5, 32), (16, 32), (3, 8), (1, 2),
+                                            (16, 8), (9, 4)])
 def test_shuffles_exchange_within_the_warp(features, mode, dtype, name, operand, width):
     values = (np.arange(64) * 3 - 50).astype(dtype)
     out = np.zeros(4 * 64, dtype)

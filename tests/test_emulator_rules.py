@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from cuda_emulator import CompileError, EmulatorError, compile_module, scheduled
+from cuda_emulator.build import rewrite_shared
 from emulator_support import load_test_kernels, require_compiler
 
 require_compiler()
@@ -145,6 +146,21 @@ def test_launches_a_gpu_refuses_are_value_errors(features, grid, block, message)
     out = np.zeros(6 * 1024, np.uint32)
     with pytest.raises(ValueError, match=rf"^coordinates: {message}"):
         features.launch("coordinates", grid, block, (out,))
+
+
+def test_shared_declarations_are_rewritten_line_for_line():
+    code = ("// a __shared__ comment\n__global__ void k() {\n"
+            "    alignas(16) __shared__ float tile[2][8];  // __shared__ again\n"
+            "    __shared__ bool last;\n    extern __shared__ __align__(16) float stage[];\n"
+            "    __shared__ unsigned long long\n        words[4];\n"
+            "    puts(\"__shared__ in a string\");\n}\n")
+    lines = rewrite_shared(code).splitlines()
+    assert len(lines) == len(code.splitlines())
+    assert lines[0] == "// a __shared__ comment" and "in a string" in lines[7]
+    assert lines[2] == "    EMU_SHARED(16, float, tile, [2][8]);  // __shared__ again"
+    assert lines[3:7] == ["    EMU_SHARED(0, bool, last, );",
+                          "    EMU_DYNAMIC_SHARED(float, stage);",
+                          "    EMU_SHARED(0, unsigned long long, words, [4]);", ""]
 
 
 def test_unknown_kernel_and_unsupported_source(features):

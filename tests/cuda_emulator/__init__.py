@@ -4,6 +4,8 @@ concurrently, arguments checked against the kernels' C++ signatures. See the REA
 "The CUDA emulator" and ``build.py``, ``module.py``, ``runtime/scheduler.h``."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from .build import CompileError, Flavour, build, compiler
 from .module import EmulatorError, Module, Param
 from .schedule import Schedule, get_schedule, scheduled, set_schedule
@@ -13,10 +15,12 @@ _loaded: dict = {}
 
 def compile_module(code: str, options: tuple[str, ...] = (),
                    name_expressions: tuple[str, ...] = (), *,
-                   flavour: Flavour | None = None) -> Module:
+                   flavour: Flavour | None = None, path: Path | None = None) -> Module:
     """The module for a source, as ``cupy.RawModule(code=, options=, name_expressions=)``
     receives it; built once per source, options, kernels and flavour (default: from the
-    environment, see :class:`Flavour`), loaded once per process."""
+    environment, see :class:`Flavour`), loaded once per process. ``path``: the file ``code``
+    is the text of, named in g++, sanitizer and coverage reports (found by itself for
+    ``kernels/*.cu``)."""
     if not name_expressions:
         raise ValueError("compile_module needs the kernels' name expressions")
     flavour = flavour or Flavour.from_environment()
@@ -24,7 +28,7 @@ def compile_module(code: str, options: tuple[str, ...] = (),
         from .sanitizer import require_preloaded_asan
 
         require_preloaded_asan()
-    library = build(code, tuple(options), tuple(name_expressions), flavour)
+    library = build(code, tuple(options), tuple(name_expressions), flavour, path)
     if library not in _loaded:
         _loaded[library] = Module(library, tuple(name_expressions))
     return _loaded[library]

@@ -123,37 +123,30 @@ _COMMENT_OR_STRING = re.compile(r"//[^\n]*|/\*.*?\*/|\"(?:\\.|[^\"\\\n])*\"", re
 
 def rewrite_shared(code: str) -> str:
     """``__shared__ T name[dims];`` -> ``EMU_SHARED(align, T, name, [dims]);`` and
-    ``extern __shared__ T name[];`` -> ``EMU_DYNAMIC_SHARED(T, name);`` (same line count);
-    any other use of ``__shared__`` outside comments is a CompileError."""
-    ignored = [m.span() for m in _COMMENT_OR_STRING.finditer(code)]
-
-    def in_comment(position: int) -> bool:
-        return any(begin <= position < end for begin, end in ignored)
-
+    ``extern __shared__ T name[];`` -> ``EMU_DYNAMIC_SHARED(T, name);``, keeping the line
+    count; any other ``__shared__`` outside comments is a CompileError."""
+    # Comments and strings blanked (newlines kept), so positions match the source's.
+    scan = _COMMENT_OR_STRING.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), code)
+    matches = list(_SHARED.finditer(scan))
+    for token in re.finditer(r"\b__shared__\b", scan):
+        if not any(m.start() <= token.start() < m.end() for m in matches):
+            raise CompileError(f"line {scan.count(chr(10), 0, token.start()) + 1}: the "
+                               f"emulator supports `[alignas(N)] __shared__ TYPE NAME[dims];` "
+                               f"and `extern __shared__ TYPE NAME[];` inside functions, one "
+                               f"variable per declaration")
     pieces, done = [], 0
-    for match in _SHARED.finditer(code):
-        if in_comment(match.start()) or in_comment(match.start() + match.group(0).find("__shared__")):
-            continue
+    for match in matches:
         type_, name, dims = match["type"].strip(), match["name"], match["dims"].strip()
-        align = match["align"] or match["align_after"] or "0"
         if match["extern"]:
             if dims.replace(" ", "") != "[]":
-                raise CompileError(f"extern __shared__ {name} must be an unsized array: "
-                                   f"{match.group(0)!r}")
+                raise CompileError(f"extern __shared__ {name} must be an unsized array")
             replacement = f"EMU_DYNAMIC_SHARED({type_}, {name});"
         else:
+            align = match["align"] or match["align_after"] or "0"
             replacement = f"EMU_SHARED({align}, {type_}, {name}, {dims});"
         pieces += [code[done:match.start()], replacement + "\n" * match.group(0).count("\n")]
         done = match.end()
-    text = "".join(pieces) + code[done:]
-    for leftover in re.finditer(r"\b__shared__\b", text):
-        if not any(begin <= leftover.start() < end
-                   for begin, end in (m.span() for m in _COMMENT_OR_STRING.finditer(text))):
-            line = text.count("\n", 0, leftover.start()) + 1
-            raise CompileError(f"line {line}: the emulator supports `[alignas(N)] __shared__ "
-                               f"TYPE NAME[dims];` and `extern __shared__ TYPE NAME[];` "
-                               f"inside functions, one variable per declaration")
-    return text
+    return "".join(pieces) + code[done:]
 
 
 def origin_of(code: str) -> Path | None:
@@ -197,8 +190,9 @@ def _runtime_digest() -> str:
 
 
 def build(code: str, options: tuple[str, ...], name_expressions: tuple[str, ...],
-          flavour: Flavour) -> Path:
-    """The shared library for this source, options, kernels and flavour (built once)."""
+          flavour: Flavour, path: Path | None = None) -> Path:
+    """The shared library for this source, options, kernels and flavour (built once);
+    ``path`` is the file ``code`` came from, if known."""
     if compiler() is None:
         raise CompileError("g++ is not installed: the CUDA emulator needs it")
     flags = [*flavour.flags, *COMMON_FLAGS, *gxx_options(options)]
@@ -209,7 +203,8 @@ def build(code: str, options: tuple[str, ...], name_expressions: tuple[str, ...]
     folder.mkdir(parents=True, exist_ok=True)
     with _locked(folder / "lock"):
         if not library.exists():
-            _compile(code, name_expressions, flags, folder, library)
+            origin = path or origin_of(code) or folder / "source.cu"
+            _compile(code, name_expressions, flags, folder, library, Path(origin).resolve())
     return library
 
 
@@ -222,8 +217,7 @@ def _locked(path: Path):
 
 
 def _compile(code: str, name_expressions: tuple[str, ...], flags: list[str], folder: Path,
-             library: Path) -> None:
-    origin = origin_of(code) or folder / "source.cu"
+             library: Path, origin: Path) -> None:
     if not origin.exists():
         origin.write_text(code)  # reports name this copy of a source that is not in kernels/
     (folder / "kernel.cu").write_text(f'#line 1 "{origin}"\n{rewrite_shared(code)}')

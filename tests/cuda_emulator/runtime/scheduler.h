@@ -154,10 +154,12 @@ struct Thread {
     int operand = 0;                      // the shuffle's lane, delta or lane mask
 };
 
-// The shuffle a warp's lanes are gathering at.
+// The shuffle a warp's lanes are gathering at, and which lanes can never come to it.
 struct Warp {
-    unsigned lanes = 0;    // lanes that exist (fewer than 32 in a block's last, partial warp)
-    unsigned arrived = 0;  // lanes waiting at the shuffle
+    unsigned lanes = 0;       // lanes that exist (fewer than 32 in a block's last, partial warp)
+    unsigned returned = 0;    // lanes whose kernel call has returned
+    unsigned at_barrier = 0;  // lanes waiting at __syncthreads()
+    unsigned arrived = 0;     // lanes waiting at the shuffle
     unsigned mask = 0;     // its mask, line, kind, width and value size, as the first lane gave
     int line = 0, width = 0, size = 0;
     Shuffle kind = Shuffle::sync;
@@ -205,7 +207,7 @@ private:
     void start_block(Block& block, unsigned long long linear);
     void make_ready(std::vector<Thread*>& threads);
     void finish(Thread& thread);
-    void release(Block& block, State waiting);
+    void release_barrier(Block& block);
     void complete_shuffle(Block& block, Warp& warp, unsigned first_id);
     Thread* pick();
     void report_deadlock();
@@ -226,6 +228,7 @@ private:
     std::vector<std::unique_ptr<Block>> slots_;  // kept between launches; resident_ in use
     std::size_t resident_ = 0;
     std::vector<unsigned long long> order_;  // blocks in admission order (shuffled modes)
+    std::vector<Thread*> scratch_;           // threads being made ready
     unsigned long long admitted_ = 0, generations_ = 0, preempted_ = 0;
     std::string error_;
     bool failed_ = false;
@@ -335,15 +338,15 @@ inline void Scheduler::start_block(Block& block, unsigned long long admitted)
     block.priority = (1ull << 63) | (rng_.next() >> 1);  // above every preempted block
     block.shared_bytes = dynamic_bytes_;
     block.dynamic.poison();
-    for (Warp& warp : block.warps) warp.arrived = 0;
-    std::vector<Thread*> order;
+    for (Warp& warp : block.warps) warp.arrived = warp.returned = warp.at_barrier = 0;
+    scratch_.clear();
     for (unsigned id = 0; id < block.count; ++id) {
         Thread& thread = *block.threads[id];
         thread.state = State::ready;
         thread.context.prepare(thread.stack, &thread_main, &thread);
-        order.push_back(&thread);
+        scratch_.push_back(&thread);
     }
-    make_ready(order);
+    make_ready(scratch_);
 }
 
 // Queue threads of one block to run (in a random order but in sequential mode).
@@ -368,12 +371,13 @@ inline void Scheduler::finish(Thread& thread)
     Block& block = *thread.block;
     thread.state = State::done;
     ++block.finished;
+    Warp& warp = block.warps[thread.id / warp_size];
+    warp.returned |= 1u << (thread.id % warp_size);
     if (block.at_barrier > 0)
         fail(where(thread) + " returned while the __syncthreads() of line " +
              std::to_string(block.barrier_line) + " holds " +
              threads_in(block, State::at_barrier) +
              ": every thread of a block must reach each __syncthreads()");
-    const Warp& warp = block.warps[thread.id / warp_size];
     if (warp.arrived && (warp.mask >> (thread.id % warp_size) & 1))
         fail(where(thread) + " returned while the " + shuffle_name(warp.kind) + " of line " +
              std::to_string(warp.line) + " holds " + threads_in(block, State::at_shuffle) +
@@ -393,7 +397,7 @@ inline void Scheduler::barrier(int line)
         fail(where(thread) + " waits at the __syncthreads() of line " + std::to_string(line) +
              " while the one of line " + std::to_string(block.barrier_line) + " holds " +
              threads_in(block, State::at_barrier));
-    const Warp& warp = block.warps[thread.id / warp_size];
+    Warp& warp = block.warps[thread.id / warp_size];
     if (warp.arrived && (warp.mask >> (thread.id % warp_size) & 1))
         fail(where(thread) + " reached the __syncthreads() of line " + std::to_string(line) +
              " while the " + shuffle_name(warp.kind) + " of line " + std::to_string(warp.line) +
@@ -401,9 +405,10 @@ inline void Scheduler::barrier(int line)
     block.barrier_line = line;
     thread.line = line;
     thread.state = State::at_barrier;
+    warp.at_barrier |= 1u << (thread.id % warp_size);
     if (++block.at_barrier == block.count) {
         block.at_barrier = 0;
-        release(block, State::at_barrier);
+        release_barrier(block);
     }
     current->context.switch_to(main_);
 }
@@ -417,15 +422,15 @@ inline unsigned long long Scheduler::exchange(Shuffle kind, int line, unsigned m
     const unsigned first_id = thread.id / warp_size * warp_size;
     Warp& warp = block.warps[thread.id / warp_size];
     const unsigned lane = thread.id % warp_size;
-    const std::string call = std::string(shuffle_name(kind)) + " of line " + std::to_string(line);
+    auto call = [&] { return std::string(shuffle_name(kind)) + " of line " + std::to_string(line); };
     if (width < 1 || width > 32 || (width & (width - 1)))
-        fail(where(thread) + " calls " + call + " with width " + std::to_string(width) +
+        fail(where(thread) + " calls " + call() + " with width " + std::to_string(width) +
              ": a power of 2 from 1 to 32");
     if (mask & ~warp.lanes)
-        fail(where(thread) + " calls " + call + " with mask " + hex(mask) +
+        fail(where(thread) + " calls " + call() + " with mask " + hex(mask) +
              ", which names lanes that do not exist (the block's last warp is partial)");
     if (!(mask >> lane & 1))
-        fail(where(thread) + " calls " + call + " with a mask that leaves out its own lane");
+        fail(where(thread) + " calls " + call() + " with a mask that leaves out its own lane");
     if (!warp.arrived) {
         warp.mask = mask;
         warp.line = line;
@@ -434,21 +439,19 @@ inline unsigned long long Scheduler::exchange(Shuffle kind, int line, unsigned m
         warp.size = size;
     } else if (warp.mask != mask || warp.line != line || warp.kind != kind ||
                warp.width != width || warp.size != size) {
-        fail(where(thread) + " calls " + call + " while the " + shuffle_name(warp.kind) +
+        fail(where(thread) + " calls " + call() + " while the " + shuffle_name(warp.kind) +
              " of line " + std::to_string(warp.line) + " holds " +
              threads_in(block, State::at_shuffle) +
              " (lanes must meet at the same shuffle with the same mask, width and type)");
     }
-    for (unsigned other = 0; other < warp_size; ++other) {
-        if (other == lane || !(mask >> other & 1) || (warp.arrived >> other & 1)) continue;
-        const Thread& peer = *block.threads[first_id + other];
-        if (peer.state == State::done)
-            fail(where(thread) + " calls " + call + " but " + where(peer) +
-                 ", named in its mask, has returned");
-        if (peer.state == State::at_barrier)
-            fail(where(thread) + " calls " + call + " but " + where(peer) +
-                 ", named in its mask, waits at the __syncthreads() of line " +
-                 std::to_string(peer.line));
+    const unsigned never = mask & ~warp.arrived & (warp.returned | warp.at_barrier);
+    if (never) {  // a lane of the mask that cannot come before this shuffle completes
+        const Thread& peer = *block.threads[first_id + __builtin_ctz(never)];
+        fail(where(thread) + " calls " + call() + " but " + where(peer) +
+             ", named in its mask, " +
+             (peer.state == State::done ? std::string("has returned")
+                                        : "waits at the __syncthreads() of line " +
+                                              std::to_string(peer.line)));
     }
     thread.value = value;
     thread.operand = operand;
@@ -463,7 +466,8 @@ inline unsigned long long Scheduler::exchange(Shuffle kind, int line, unsigned m
 // Every lane of the mask has arrived: hand each the value of the lane it reads.
 inline void Scheduler::complete_shuffle(Block& block, Warp& warp, unsigned first_id)
 {
-    std::vector<Thread*> lanes;
+    std::vector<Thread*>& lanes = scratch_;
+    lanes.clear();
     for (unsigned lane = 0; lane < warp_size; ++lane) {
         if (!(warp.mask >> lane & 1)) continue;
         Thread& thread = *block.threads[first_id + lane];
@@ -490,16 +494,17 @@ inline void Scheduler::complete_shuffle(Block& block, Warp& warp, unsigned first
     make_ready(lanes);
 }
 
-inline void Scheduler::release(Block& block, State waiting)
+// Every thread of the block has arrived at its __syncthreads(): all go on.
+inline void Scheduler::release_barrier(Block& block)
 {
-    std::vector<Thread*> released;
+    scratch_.clear();
     for (unsigned id = 0; id < block.count; ++id) {
         Thread& thread = *block.threads[id];
-        if (thread.state != waiting) continue;
         thread.state = State::ready;
-        released.push_back(&thread);
+        scratch_.push_back(&thread);
     }
-    make_ready(released);
+    for (Warp& warp : block.warps) warp.at_barrier = 0;
+    make_ready(scratch_);
 }
 
 inline void Scheduler::yield_point()
