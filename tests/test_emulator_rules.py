@@ -80,6 +80,8 @@ WIDTH_ARGS = (np.int8(1), np.int16(2), np.int32(3), np.int64(4), np.uint8(5), np
     (3, np.int64(3), r"int: expected numpy.int32", r"numpy.int64\(3\)"),
     (3, 3, r"int: expected numpy.int32", r"int 3"),
     (4, np.int32(4), r"long long int: expected numpy.int64 or a Python int", r"numpy.int32\(4\)"),
+    (4, 2**63, r"long long int: expected numpy.int64 or a Python int",
+     r"int 9223372036854775808, outside long long"),
     (7, np.int32(7), r"unsigned int: expected numpy.uint32", r"numpy.int32\(7\)"),
     (8, 8, r"long long unsigned int: expected numpy.uint64", r"int 8"),
     (9, 9.0, r"float: expected numpy.float32", r"float 9.0"),

@@ -156,9 +156,9 @@ def _dims(value, what: str, limits: tuple[int, int, int], kernel: str) -> tuple[
 
 def _dtype_of(kind: str, size: int) -> str | None:
     """The NumPy dtype name of a C scalar kind and size (None for void and structs)."""
-    if kind not in "iufb" or (kind, size) not in SCALAR_TYPES:
+    if (kind, size) not in SCALAR_TYPES:
         return None
-    return "bool" if kind == "b" else f"{ {'i': 'int', 'u': 'uint', 'f': 'float'}[kind]}{8 * size}"
+    return np.dtype(SCALAR_TYPES[kind, size]).name
 
 
 def _pack(kernel: str, params: tuple[Param, ...], args) -> list:
@@ -210,10 +210,9 @@ def _scalar(param: Param, value):
         return _describe(value)
     if (kind, size) != (param.kind, param.size):
         return _describe(value)
-    try:
-        return SCALAR_TYPES[kind, size](value.item() if isinstance(value, np.generic) else value)
-    except (TypeError, OverflowError):
-        return f"{_describe(value)}, out of range"
+    if isinstance(value, int) and not -2**63 <= value < 2**63:  # ctypes would wrap it
+        return f"{_describe(value)}, outside long long"
+    return SCALAR_TYPES[kind, size](value.item() if isinstance(value, np.generic) else value)
 
 
 def _describe(value) -> str:
@@ -221,7 +220,9 @@ def _describe(value) -> str:
     if isinstance(value, np.ndarray):
         return f"a numpy.ndarray of shape {value.shape}"
     kind = type(value)
-    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    name = kind.__qualname__
+    if kind.__module__ != "builtins":
+        name = f"{kind.__module__}.{name}"
     if isinstance(value, np.generic):
         return f"{name}({value.item()!r})"
     if isinstance(value, (int, float)):
