@@ -39,11 +39,17 @@ def real_module(source, edit=None, flavour=None):
                           flavour=flavour)
 
 
-def replace_once(old: str, new: str):
-    """An ``edit`` replacing the one occurrence of ``old`` (which must be there)."""
+def replace_once(old: str, new: str, kernel: str | None = None):
+    """An ``edit`` replacing the one occurrence of ``old`` (which must be there), in the body
+    of ``__global__`` function ``kernel`` if given."""
     def edit(code: str) -> str:
-        assert code.count(old) == 1, f"expected {old!r} once in the source"
-        return code.replace(old, new)
+        begin, end = 0, len(code)
+        if kernel:
+            begin = code.index(f"__global__ void {kernel}(")
+            end = code.index("\n}\n", begin)
+        part = code[begin:end]
+        assert part.count(old) == 1, f"expected {old!r} once in {kernel or 'the source'}"
+        return code[:begin] + part.replace(old, new) + code[end:]
     return edit
 
 

@@ -1,7 +1,8 @@
 """Every kernel of kernels/*.cu, launched by gpunet's own launchers (unmodified) on the
-emulator with NumPy arrays, against NumpyOps, in every schedule: results are bit-identical
-across schedules (no kernel depends on block or thread order) and equal to NumPy's where the
-arithmetic is the same. tests/test_gemm_emulated.py covers gemm.cu's shapes and plans.
+emulator with NumPy arrays, against NumpyOps (or float64 NumPy), in every schedule: results
+are bit-identical across schedules (no kernel depends on block or thread order) and equal to
+NumPy's where the arithmetic is the same. tests/test_gemm_emulated.py covers gemm.cu's shapes
+and plans.
 """
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from cuda_emulator import scheduled
 from emulator_support import device, emulated_launchers, replace_once, require_compiler
 from gemm_reference import operands
-from gpunet.ops.launchers import gemm, linear_relu, optim, softmax_xent, step
+from gpunet.ops.launchers import clip_grad, gemm, linear_relu, optim, softmax_xent, step
 from gpunet.ops.numpy_ops import NumpyOps
 from gpunet.ops.workspace import Workspace
 
@@ -52,6 +53,37 @@ def test_softmax_cross_entropy(mode, batch, classes, label_type):
     assert error == softmax_xent.NO_ERROR
     with scheduled("sequential"):  # the same bits in every schedule
         assert (loss, hits) == run_softmax(logits, labels)[:2]
+
+
+@pytest.mark.parametrize("weighting", [dict(weight=True), dict(sample_weight=True),
+                                       dict(label_smoothing=0.1),
+                                       dict(weight=True, sample_weight=True,
+                                            label_smoothing=0.2)], ids=str)
+def test_weighted_softmax_cross_entropy(mode, weighting):
+    """2,500 rows: xent_weight_total and softmax_xent_finish each reduce over 2 blocks."""
+    rng = np.random.default_rng(1)
+    logits = (rng.standard_normal((2500, 7)) * 3).astype(np.float32)
+    labels = rng.integers(0, 7, 2500)
+    weights = {"weight": (rng.random(7) + 0.5).astype(np.float32),
+               "sample_weight": rng.random(2500).astype(np.float32)}
+    options = {key: weights[key] if value is True else value for key, value in weighting.items()}
+    expected_grad = np.empty_like(logits)
+    expected_loss, expected_hits = NumpyOps().softmax_cross_entropy(logits, labels,
+                                                                     expected_grad, **options)
+
+    def run():
+        grad = poisoned(logits.shape)
+        loss, hits = softmax_xent.softmax_xent(
+            device(logits), device(labels), grad, device(np.full(1, softmax_xent.NO_ERROR)),
+            Workspace(np), **{k: device(v) if isinstance(v, np.ndarray) else v
+                              for k, v in options.items()})
+        return loss[()], hits[()], np.asarray(grad)
+
+    loss, hits, grad = run()
+    assert loss == pytest.approx(expected_loss, rel=1e-6) and hits == expected_hits
+    np.testing.assert_allclose(grad, expected_grad, rtol=0, atol=1e-9)
+    with scheduled("sequential"):
+        assert (loss, hits) == run()[:2]
 
 
 def test_bad_labels_are_recorded_and_never_used(mode):
@@ -110,6 +142,37 @@ def test_adam_update_equals_numpy_bit_for_bit(mode, offset, decoupled, weight_de
         NumpyOps().adam_update(*expected, np.asarray(lr), np.asarray(count), **settings)
     for got, want in zip((param, exp_avg, exp_avg_sq), (expected[0], *expected[2:])):
         np.testing.assert_array_equal(got, want)
+
+
+# -- clip_grad.cu ----------------------------------------------------------------------------
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, np.inf, 3.0])
+@pytest.mark.parametrize("n, offset", [(1, 0), (1003, 1), (70001, 0)])
+def test_grad_norm_and_clip_by_norm(mode, norm_type, n, offset):
+    """70,001 values: grad_norm's parts come from 18 blocks, combined by the last one."""
+    rng = np.random.default_rng(n)
+    grad = device(np.concatenate([np.zeros(offset, np.float32),
+                                  rng.standard_normal(n).astype(np.float32)])[offset:])
+    norm = poisoned(1)
+    clip_grad.grad_norm(grad, norm_type, norm, Workspace(np))
+    expected = np.linalg.norm(np.asarray(grad, np.float64), ord=norm_type)
+    assert norm[0] == pytest.approx(expected, rel=1e-6)
+    with scheduled("sequential"):
+        again = poisoned(1)
+        clip_grad.grad_norm(grad, norm_type, again, Workspace(np))
+    assert again[0] == norm[0]
+    expected_grad = np.array(grad)
+    NumpyOps().clip_by_norm(expected_grad, 0.5, np.asarray(norm).reshape(()))
+    clip_grad.clip_by_norm(grad, 0.5, norm)
+    np.testing.assert_array_equal(grad, expected_grad)
+
+
+def test_a_nan_gradient_makes_a_nan_norm(mode):
+    grad = device(np.ones(5000, np.float32))
+    grad[4321] = np.nan
+    for norm_type in (2.0, np.inf):
+        norm = device(np.zeros(1, np.float32))
+        clip_grad.grad_norm(grad, norm_type, norm, Workspace(np))
+        assert np.isnan(norm[0])
 
 
 # -- linear_relu.cu --------------------------------------------------------------------------

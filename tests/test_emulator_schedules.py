@@ -59,7 +59,7 @@ def finish(module, row_loss, row_hit, ticket, parts_poison=np.nan):
     loss, hits = np.full((), np.nan, np.float32), np.full((), -1, np.int64)
     module.launch("softmax_xent_finish", PARTS, softmax_xent.FINISH_THREADS,
                   (row_loss, row_hit, part_loss, part_hit, ticket, loss, hits,
-                   np.int32(ROWS), np.int32(CHUNK)))
+                   np.int32(ROWS), np.int32(CHUNK), None))
     return loss[()], hits[()]
 
 
@@ -100,17 +100,18 @@ def test_the_finish_ticket_is_deterministic_in_every_schedule(rows, sequential_r
 
 
 TICKET = "last = atomicAdd(ticket, 1u) == gridDim.x - 1;"
+FINISH = "softmax_xent_finish"
 MUTANTS = {
     # the last block chosen by its index, not by the ticket: right only in grid order
     "last_by_index": replace_once(TICKET, "atomicAdd(ticket, 1u);\n"
-                                  "        last = blockIdx.x == gridDim.x - 1;"),
+                                  "        last = blockIdx.x == gridDim.x - 1;", FINISH),
     # the ticket taken before the part is written: right unless blocks overlap
     "ticket_before_part": lambda code: replace_once(
         "        part_loss[blockIdx.x] = ls[0];\n",
-        f"        {TICKET}\n        part_loss[blockIdx.x] = ls[0];\n")(
-            replace_once(f"        {TICKET}\n", "")(code)),
+        f"        {TICKET}\n        part_loss[blockIdx.x] = ls[0];\n", FINISH)(
+            replace_once(f"        {TICKET}\n", "", FINISH)(code)),
     # the counter never reset: the next call finds it past the grid
-    "no_reset": replace_once("*ticket = 0u;", ""),
+    "no_reset": replace_once("*ticket = 0u;", "", FINISH),
 }
 
 
@@ -138,8 +139,8 @@ def test_a_broken_ticket_fails_where_the_schedule_exposes_it(rows, sequential_re
 
 
 @pytest.mark.parametrize("edit", [
-    replace_once("__threadfence();", ""),
-    replace_once("((volatile double*)part_loss)", "(part_loss)"),
+    replace_once("__threadfence();", "", FINISH),
+    replace_once("((volatile double*)part_loss)", "(part_loss)", FINISH),
 ], ids=["no_threadfence", "no_volatile"])
 def test_memory_ordering_mutants_pass_here_they_need_a_gpu(rows, sequential_result, edit):
     """Recorded limitation: these mutants are wrong on a GPU, invisible to the emulator."""
