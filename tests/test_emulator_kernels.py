@@ -207,7 +207,8 @@ def test_mask_bias_grad(mode, rows, cols, relu):
 def test_a_dropped_syncthreads_is_caught():
     """mask_bias_grad_partial without its barrier: row 0 of threads sums shared memory the
     other rows have not written yet (the emulator's unwritten shared memory reads as NaN)."""
-    edit = replace_once("    __syncthreads();\n    if (threadIdx.y == 0", "    if (threadIdx.y == 0")
+    kept = "    if (threadIdx.y == 0"
+    edit = replace_once("    __syncthreads();\n" + kept, kept, "mask_bias_grad_partial")
     grad_out = np.ones((64, 40), np.float32)
     for mode in MODES:
         grad_bias = poisoned(40)

@@ -279,7 +279,9 @@ inline unsigned long long Scheduler::exchange(Shuffle kind, int line, unsigned m
     const unsigned first_id = thread.id / warp_size * warp_size;
     Warp& warp = block.warps[thread.id / warp_size];
     const unsigned lane = thread.id % warp_size;
-    auto call = [&] { return std::string(shuffle_name(kind)) + " of line " + std::to_string(line); };
+    auto call = [&] {
+        return std::string(shuffle_name(kind)) + " of line " + std::to_string(line);
+    };
     if (width < 1 || width > 32 || (width & (width - 1)))
         fail(where(thread) + " calls " + call() + " with width " + std::to_string(width) +
              ": a power of 2 from 1 to 32");
@@ -331,12 +333,16 @@ inline void Scheduler::complete_shuffle(Block& block, Warp& warp, unsigned first
         const unsigned width = static_cast<unsigned>(warp.width);
         const unsigned segment = lane / width * width;  // first lane of its width-wide group
         const unsigned operand = static_cast<unsigned>(thread.operand);
+        // CUDA's rules: a lane outside its group of `width` reads its own value (xor may
+        // read an earlier group); __shfl_sync's lane is taken modulo width.
         unsigned source = lane;
         switch (warp.kind) {
         case Shuffle::index: source = segment + operand % width; break;
         case Shuffle::up: source = lane - segment >= operand ? lane - operand : lane; break;
-        case Shuffle::down: source = lane + operand < segment + width ? lane + operand : lane; break;
-        case Shuffle::xor_: source = (lane ^ operand) < segment + width ? lane ^ operand : lane; break;
+        case Shuffle::down: source = lane + operand < segment + width ? lane + operand : lane;
+            break;
+        case Shuffle::xor_: source = (lane ^ operand) < segment + width ? lane ^ operand : lane;
+            break;
         case Shuffle::sync: break;
         }
         if (source >= warp_size || !(warp.mask >> source & 1))
