@@ -4,11 +4,15 @@ through gpunet's own launchers, median of the repeats: softmax cross-entropy ove
 (softmax_xent_rows + softmax_xent_finish), the tiled GEMM of a 128 x 784 -> 512 layer (the
 plan for 132 SMs), Adam over the 669,706 parameters of a 784-512-512-10 MLP.
 
+Times are CPU seconds (g++'s for a compile, this process's for a launch: the emulator runs on
+one thread), so a busy shared machine changes them little; wall time is printed beside.
+
     python benchmarks/emulator_speed.py [--repeats 5] [--skip-compile]
 """
 import argparse
 import importlib
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -22,11 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from cuda_emulator import scheduled  # noqa: E402
 from cuda_emulator.build import Flavour, build  # noqa: E402
 from emulator_support import device, emulated_launchers  # noqa: E402
-from gpunet.ops.kernels import THREADS, blocks  # noqa: E402
+from gpunet.ops.kernels import THREADS, blocks, kernel_dir  # noqa: E402
 from gpunet.ops.launchers import gemm, optim, softmax_xent  # noqa: E402
 from gpunet.ops.workspace import Workspace  # noqa: E402
 
-SOURCES = ("step", "optim", "linear_relu", "softmax_xent", "gemm")
+SOURCES = sorted(path.stem for path in kernel_dir().glob("*.cu"))
 
 
 def compile_times() -> None:
@@ -34,16 +38,22 @@ def compile_times() -> None:
     os.environ["GPUNET_EMULATOR_CACHE"] = tempfile.mkdtemp(prefix="emulator-bench-")
     flavours = {"plain": Flavour(), "sanitize": Flavour(sanitize=True),
                 "coverage": Flavour(coverage=Path(tempfile.mkdtemp(prefix="emulator-cov-")))}
-    print(f"{'compile (s)':14}" + "".join(f"{name:>10}" for name in flavours))
+    print(f"{'compile, CPU s (wall)':22}" + "".join(f"{name:>16}" for name in flavours))
     for name in SOURCES:
         source = importlib.import_module(f"gpunet.ops.launchers.{name}").SOURCE
         row = []
         for flavour in flavours.values():
-            start = time.perf_counter()
+            start, wall = _children_cpu(), time.perf_counter()
             build(source.read(), source.options, source.kernels, flavour)
-            row.append(time.perf_counter() - start)
-        print(f"{name + '.cu':14}" + "".join(f"{t:10.1f}" for t in row), flush=True)
+            row.append(f"{_children_cpu() - start:7.1f} ({time.perf_counter() - wall:5.1f})")
+        print(f"{name + '.cu':22}" + "".join(f"{cell:>16}" for cell in row), flush=True)
     del os.environ["GPUNET_EMULATOR_CACHE"]
+
+
+def _children_cpu() -> float:
+    """CPU seconds used so far by finished child processes (g++)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def workloads():
@@ -84,22 +94,24 @@ def workloads():
 
 def launch_times(repeats: int) -> None:
     modes = ("sequential", "shuffled", "concurrent")
-    title = f"launch (ms, median of {repeats})"
-    print(f"\n{title:52}" + "".join(f"{m:>12}" for m in modes))
+    title = f"launch, CPU ms (wall), median of {repeats}"
+    print(f"\n{title:52}" + "".join(f"{m:>16}" for m in modes))
     with emulated_launchers():
         for name, threads, call in workloads():
             call()  # build and load the module first
             row = []
             for mode in modes:
-                times = []
+                cpu, wall = [], []
                 with scheduled(mode, seed=1):
                     for _ in range(repeats):
-                        start = time.perf_counter()
+                        start, start_wall = time.process_time(), time.perf_counter()
                         call()
-                        times.append(time.perf_counter() - start)
-                row.append(1e3 * statistics.median(times))
+                        cpu.append(time.process_time() - start)
+                        wall.append(time.perf_counter() - start_wall)
+                row.append(f"{1e3 * statistics.median(cpu):7.1f} "
+                           f"({1e3 * statistics.median(wall):6.1f})")
             label = f"{name} ({threads:,} threads)"
-            print(f"{label:52}" + "".join(f"{t:12.1f}" for t in row), flush=True)
+            print(f"{label:52}" + "".join(f"{cell:>16}" for cell in row), flush=True)
 
 
 def main():
