@@ -4,6 +4,7 @@ gpunet's own launchers (``gpunet/ops/launchers/``) running on the emulator with 
 from __future__ import annotations
 
 import contextlib
+import functools
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -73,6 +74,7 @@ def emulated_launchers(edits=None, flavour=None):
     of its text (a kernel broken on purpose)."""
     edits = edits or {}
 
+    @functools.lru_cache(maxsize=None)  # as kernels._function: one kernel object per name
     def function(source, expression):
         module = real_module(source, edits.get(source.name), flavour)
         return lambda grid, block, args, shared_mem=0: module.launch(
