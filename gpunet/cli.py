@@ -265,8 +265,8 @@ def _train_in(out, checkpoint, args, config, backend, resume):
     """Load the data, build or restore the model, train and test; write into ``out``
     (None on a rank other than 0 of a distributed run: it trains, and leaves the rest)."""
     comm = getattr(args, "comm", None)
-    train, test, classes = load_data(config["dataset"], args.data_dir, not args.no_download,
-                                     config["seed"])
+    train, test, classes, source = load_data(config["dataset"], args.data_dir,
+                                             not args.no_download, config["seed"])
     manual_seed(config["seed"])
     if resume is not None:
         model, optimizer = resume.model, resume.make_optimizer()
@@ -280,6 +280,7 @@ def _train_in(out, checkpoint, args, config, backend, resume):
     except ValueError as exc:
         raise UsageError(f"--graph {args.graph}: {exc}") from None
     print(_device_line(args, backend))
+    print(source)
     print(f"model: {_describe_model(model)}")
     print("config: " + " ".join(f"{k}={v}" for k, v in config.items()))
     if comm is not None:
@@ -323,13 +324,14 @@ def run_eval(args):
     if not config:
         raise UsageError(f"{args.checkpoint} was not written by gpunet train: it does not "
                          f"name its dataset")
-    _, (X, y), classes = load_data(config["dataset"], args.data_dir, not args.no_download,
-                                   config["seed"])
+    _, (X, y), classes, source = load_data(config["dataset"], args.data_dir,
+                                           not args.no_download, config["seed"])
     model = checkpoint.model
     predicted = to_numpy(predict(model, X, args.batch_size)).argmax(axis=1)
     y = to_numpy(y)
     accuracy = float((predicted == y).mean())
     print(_device_line(args, backend))
+    print(source)
     print(f"checkpoint: {args.checkpoint} (epoch {checkpoint.epoch}, "
           f"{_describe_model(model)})")
     print(f"test accuracy: {100 * accuracy:.2f}% on {len(y)} {config['dataset']} samples")

@@ -63,7 +63,8 @@ def _missing(need):
         try:
             gn.datasets.fashion_mnist(download=False)
         except gn.datasets.DatasetError as exc:
-            return f"Fashion-MNIST not found (install dataset-fashion-mnist): {exc}"
+            return (f"Fashion-MNIST not on disk (a source checkout ships it in "
+                    f"data/fashion-mnist): {exc}")
         return None
     if need == "gpu":
         ok, reason = gn.gpu_status()
