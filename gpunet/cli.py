@@ -20,7 +20,7 @@ import numpy as np
 from . import backend as backend_module
 from . import distributed, optim
 from .backend import BackendUnavailable, get_backend, manual_seed, to_numpy
-from .checks import argparse_type, check_int, check_number
+from .checks import CommandParser, argparse_type, check_int, check_number
 from .training.run_files.checkpoint import DEFAULT_LIMITS, CheckpointError, LoadLimits, load, saved_epoch
 from .data.datasets import DatasetError
 from .training.loop.evaluation import confusion_matrix, evaluate, format_confusion, predict
@@ -62,7 +62,8 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
     ``bench``."""
     parser = argparse.ArgumentParser(prog="gpunet", description="Train and evaluate MLPs "
                                      "on the GPU (CuPy) or the CPU (NumPy).")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                     parser_class=CommandParser)
 
     train = commands.add_parser("train", help="train an MLP (default: 784-512-512-10 ReLU "
                                 "on Fashion-MNIST)")

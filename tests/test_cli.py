@@ -109,6 +109,21 @@ def test_data_dir_is_the_only_folder_read(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "run" / "checkpoint.npz").exists()
 
 
+def test_a_mistyped_option_gets_the_commands_usage_and_the_closest_option(capsys):
+    for argv, usage, message in [
+            (["train", "--epcohs", "3"], "usage: gpunet train",
+             "gpunet train: error: unrecognized arguments: --epcohs 3; did you mean --epochs?"),
+            (["eval", "c.npz", "--batch-szie=8"], "usage: gpunet eval",
+             "unrecognized arguments: --batch-szie=8; did you mean --batch-size?"),
+            (["demo", "xor", "--fsat"], "usage: gpunet demo", "did you mean --fast?"),
+            (["eval", "a.npz", "b.npz"], "usage: gpunet eval",
+             "gpunet eval: error: unrecognized arguments: b.npz\n")]:
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        err = capsys.readouterr().err
+        assert info.value.code == 2 and err.startswith(usage) and message in err, err
+
+
 def test_confusion_matrix_counts():
     m = confusion_matrix(np.array([0, 0, 1, 2, 2]), np.array([0, 1, 1, 2, 0]), 3)
     np.testing.assert_array_equal(m, [[1, 1, 0], [0, 1, 0], [1, 0, 1]])
