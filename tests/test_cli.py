@@ -124,6 +124,19 @@ def test_a_mistyped_option_gets_the_commands_usage_and_the_closest_option(capsys
         assert info.value.code == 2 and err.startswith(usage) and message in err, err
 
 
+def test_curves_png_puts_whole_epochs_on_its_x_axis():
+    pytest.importorskip("matplotlib", reason="matplotlib comes with the dev and plot extras")
+    from gpunet.training.run_files.run_output import curves_figure
+    for epochs in (2, 7, 20, 45):
+        history = {"epoch": list(range(1, epochs + 1))}
+        history |= {f"{split}_{metric}": [1.0 / e for e in history["epoch"]]
+                    for split in ("train", "val") for metric in ("loss", "accuracy")}
+        for ax in curves_figure(history).axes:
+            low, high = ax.get_xlim()
+            ticks = [t for t in ax.get_xticks() if low <= t <= high]
+            assert len(ticks) >= 2 and all(t == int(t) for t in ticks), (epochs, ticks)
+
+
 def test_confusion_matrix_counts():
     m = confusion_matrix(np.array([0, 0, 1, 2, 2]), np.array([0, 1, 1, 2, 0]), 3)
     np.testing.assert_array_equal(m, [[1, 1, 0], [0, 1, 0], [1, 0, 1]])
