@@ -354,8 +354,9 @@ def test_outside_a_checkout_nothing_is_shipped(home, monkeypatch, tmp_path):
                                                      DEBIAN]
 
 
-@pytest.mark.skipif(not DEBIAN.is_dir(), reason=f"Fashion-MNIST not installed at {DEBIAN} "
-                    "(apt-get install dataset-fashion-mnist)")
+@pytest.mark.skipif(not all((DEBIAN / f"{n}.gz").is_file() for n in NAMES.values()),
+                    reason=f"Fashion-MNIST not installed at {DEBIAN} "
+                           "(apt-get install dataset-fashion-mnist)")
 def test_real_fashion_mnist_from_the_debian_package(home, monkeypatch):
     spec = dataclasses.replace(datasets.DATASETS["fashion-mnist"], shipped=False)
     monkeypatch.setitem(datasets.DATASETS, "fashion-mnist", spec)
