@@ -159,7 +159,8 @@ def _add_common(parser):
 
 def _add_data_options(parser):
     parser.add_argument("--data-dir", metavar="DIR",
-                        help="folder holding the dataset's IDX files (searched first)")
+                        help="folder holding the dataset's IDX files (the only one searched "
+                             "when given; a missing file is downloaded into DIR/NAME)")
     parser.add_argument("--no-download", action="store_true",
                         help="fail instead of downloading a missing dataset")
     parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
