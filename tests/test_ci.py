@@ -122,7 +122,8 @@ def test_a_failing_set_up_command_fails_ci_before_the_tests(tmp_path):
 
 
 @pytest.mark.parametrize("line, expected", [
-    ('pip install -e ".[dev]" && gpunet train   # set-up', 'pip install -e ".[dev]" && gpunet train'),
+    ('pip install -e ".[dev]" && gpunet train   # set-up',
+     'pip install -e ".[dev]" && gpunet train'),
     ("echo 'a # b' \"#c\"  # comment", "echo 'a # b' \"#c\""),
     ("echo a#b", "echo a#b"),
     ("# only a comment", ""),

@@ -306,17 +306,17 @@ def load_with_source(name: str, root=None, download: bool = True, *, mirror=None
         if path is not None:
             arrays[key] = _read_verified(path, datafile, spec)
             sources[key] = str(path.parent)
-        elif download:
-            folder = _download_dir(spec, root)
-            arrays[key] = _download(spec, datafile, folder, mirrors,
-                                    _not_found(spec, datafile, dirs, root), _what_to_do(spec, root))
-            sources[key] = f"{folder} (downloaded)"
-        else:
+            continue
+        missing = _not_found(spec, datafile, dirs, root)
+        if not download:
             raise DatasetError(
-                f"{_not_found(spec, datafile, dirs, root)}To fix: allow the download (download=True "
-                f"in Python, drop --no-download on the command line); or "
-                f"{_what_to_do(spec, root)}."
+                f"{missing}To fix: allow the download (download=True in Python, drop "
+                f"--no-download on the command line); or {_what_to_do(spec, root)}."
             )
+        folder = _download_dir(spec, root)
+        arrays[key] = _download(spec, datafile, folder, mirrors, missing,
+                                _what_to_do(spec, root))
+        sources[key] = f"{folder} (downloaded)"
     train = _check_split(spec, "train", arrays["train_images"], arrays["train_labels"])
     test = _check_split(spec, "test", arrays["test_images"], arrays["test_labels"])
     return train, test, _source_line(spec, sources)
