@@ -5,6 +5,7 @@ types are derived from the same checks (:func:`argparse_type`), so a rule is wri
 from __future__ import annotations
 
 import argparse
+import difflib
 import math
 
 import numpy as np
@@ -90,3 +91,24 @@ def argparse_type(check, parse=float, **bounds):
             raise argparse.ArgumentTypeError(f"expected {exc.expected}, got {text!r}") from None
     convert.__name__ = getattr(check, "__name__", "value")
     return convert
+
+
+class CommandParser(argparse.ArgumentParser):
+    """A subcommand's parser (``gpunet train``): an argument it does not know is its own
+    error, after its usage (exit 2), naming the closest option it has: ``--epcohs`` reads
+    "did you mean --epochs?"."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}{self._closest(extras)}")
+        return namespace, extras
+
+    def _closest(self, extras) -> str:
+        options = [o for o in self._option_string_actions if o.startswith("--")]
+        for arg in extras:
+            if arg.startswith("-"):
+                close = difflib.get_close_matches(arg.split("=", 1)[0], options, n=1)
+                if close:
+                    return f"; did you mean {close[0]}?"
+        return ""

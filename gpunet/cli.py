@@ -20,7 +20,7 @@ import numpy as np
 from . import backend as backend_module
 from . import distributed, optim
 from .backend import BackendUnavailable, get_backend, manual_seed, to_numpy
-from .checks import argparse_type, check_int, check_number
+from .checks import CommandParser, argparse_type, check_int, check_number
 from .training.run_files.checkpoint import DEFAULT_LIMITS, CheckpointError, LoadLimits, load, saved_epoch
 from .data.datasets import DatasetError
 from .training.loop.evaluation import confusion_matrix, evaluate, format_confusion, predict
@@ -62,7 +62,8 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
     ``bench``."""
     parser = argparse.ArgumentParser(prog="gpunet", description="Train and evaluate MLPs "
                                      "on the GPU (CuPy) or the CPU (NumPy).")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                     parser_class=CommandParser)
 
     train = commands.add_parser("train", help="train an MLP (default: 784-512-512-10 ReLU "
                                 "on Fashion-MNIST)")
@@ -158,7 +159,8 @@ def _add_common(parser):
 
 def _add_data_options(parser):
     parser.add_argument("--data-dir", metavar="DIR",
-                        help="folder holding the dataset's IDX files (searched first)")
+                        help="folder holding the dataset's IDX files (the only one searched "
+                             "when given; a missing file is downloaded into DIR/NAME)")
     parser.add_argument("--no-download", action="store_true",
                         help="fail instead of downloading a missing dataset")
     parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
@@ -265,8 +267,8 @@ def _train_in(out, checkpoint, args, config, backend, resume):
     """Load the data, build or restore the model, train and test; write into ``out``
     (None on a rank other than 0 of a distributed run: it trains, and leaves the rest)."""
     comm = getattr(args, "comm", None)
-    train, test, classes = load_data(config["dataset"], args.data_dir, not args.no_download,
-                                     config["seed"])
+    train, test, classes, source = load_data(config["dataset"], args.data_dir,
+                                             not args.no_download, config["seed"])
     manual_seed(config["seed"])
     if resume is not None:
         model, optimizer = resume.model, resume.make_optimizer()
@@ -280,6 +282,7 @@ def _train_in(out, checkpoint, args, config, backend, resume):
     except ValueError as exc:
         raise UsageError(f"--graph {args.graph}: {exc}") from None
     print(_device_line(args, backend))
+    print(source)
     print(f"model: {_describe_model(model)}")
     print("config: " + " ".join(f"{k}={v}" for k, v in config.items()))
     if comm is not None:
@@ -323,13 +326,14 @@ def run_eval(args):
     if not config:
         raise UsageError(f"{args.checkpoint} was not written by gpunet train: it does not "
                          f"name its dataset")
-    _, (X, y), classes = load_data(config["dataset"], args.data_dir, not args.no_download,
-                                   config["seed"])
+    _, (X, y), classes, source = load_data(config["dataset"], args.data_dir,
+                                           not args.no_download, config["seed"])
     model = checkpoint.model
     predicted = to_numpy(predict(model, X, args.batch_size)).argmax(axis=1)
     y = to_numpy(y)
     accuracy = float((predicted == y).mean())
     print(_device_line(args, backend))
+    print(source)
     print(f"checkpoint: {args.checkpoint} (epoch {checkpoint.epoch}, "
           f"{_describe_model(model)})")
     print(f"test accuracy: {100 * accuracy:.2f}% on {len(y)} {config['dataset']} samples")

@@ -21,16 +21,19 @@ TOY_SIZES = (1000, 500)  # train, test samples of a toy problem
 
 
 def load_data(name, data_dir, download, seed):
-    """``(train, test, class names)`` of dataset ``name``; images stay uint8."""
+    """``(train, test, class names, source)`` of dataset ``name``; images stay uint8;
+    ``source`` is the line to print about where the data came from."""
     if name in TOY_DATASETS:
         make = TOY_DATASETS[name]
         train = make(TOY_SIZES[0], noise=0.1, seed=seed)
         test = make(TOY_SIZES[1], noise=0.1, seed=seed + 1)
-        return train, test, datasets.class_names(name)
+        source = (f"data: {name}, generated ({TOY_SIZES[0]} training and {TOY_SIZES[1]} test "
+                  f"samples, seed {seed})")
+        return train, test, datasets.class_names(name), source
     if data_dir is not None and not os.path.isdir(data_dir):
         raise UsageError(f"--data-dir {data_dir} is not a folder")
-    train, test = datasets.load(name, root=data_dir, download=download)
-    return train, test, datasets.class_names(name)
+    train, test, source = datasets.load_with_source(name, root=data_dir, download=download)
+    return train, test, datasets.class_names(name), source
 
 
 def build_model(num_inputs, hidden, activation, num_classes):

@@ -1,4 +1,5 @@
-"""Shared fixtures: ``backend`` runs a test on the CPU always and on the GPU when one answers."""
+"""Shared fixtures: ``backend`` runs a test on the CPU always and on the GPU when one answers;
+``fashion_mnist`` is the real dataset, read from disk once per session (never downloaded)."""
 import numpy as np
 import pytest
 
@@ -22,6 +23,17 @@ def backend(request):
 def pytest_runtest_setup(item):
     if item.get_closest_marker("gpu") and "backend" not in item.fixturenames:
         _require_gpu()
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist():
+    """Fashion-MNIST's ``((X, y), (X_test, y_test))`` from disk: a source checkout ships it in
+    data/fashion-mnist. Skips with the reason where it cannot be found."""
+    try:
+        return gn.datasets.fashion_mnist(download=False)
+    except gn.datasets.DatasetError as exc:
+        pytest.skip(f"Fashion-MNIST not on disk (a source checkout ships it in "
+                    f"data/fashion-mnist): {exc}")
 
 
 @pytest.fixture

@@ -36,6 +36,7 @@ def test_train_writes_checkpoint_metrics_and_curves(tmp_path, capsys):
     assert _train(tmp_path) == 0
     out = capsys.readouterr().out
     assert "device: cpu" in out and "model: 2-16-2 ReLU" in out
+    assert "\ndata: xor, generated (1000 training and 500 test samples, seed 0)\n" in out
     assert "epoch 3/3" in out and "test accuracy:" in out
     run = tmp_path / "run"
     names = {p.name for p in run.iterdir()}
@@ -74,12 +75,66 @@ def test_eval_prints_accuracy_and_confusion_matrix(tmp_path, capsys):
     train_out = capsys.readouterr().out
     assert main(["eval", str(tmp_path / "run" / "checkpoint.npz"), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
+    assert "\ndata: xor, generated (1000 training and 500 test samples, seed 0)\n" in out
     accuracy = out.split("test accuracy: ")[1].split("%")[0]
     assert f"test accuracy: {accuracy}%" in train_out  # same test set, same weights
     assert "confusion matrix" in out
     rows = out.split("recall)\n")[1].splitlines()[1:]
     counts = [[int(v) for v in row.split()[1:3]] for row in rows]
     assert sum(map(sum, counts)) == 500  # every test sample counted once
+
+
+def test_train_and_eval_name_the_folder_fashion_mnist_was_read_from(fashion_mnist, tmp_path,
+                                                                   capsys, monkeypatch):
+    monkeypatch.delenv("GPUNET_DATA", raising=False)
+    expected = f"data: Fashion-MNIST from {gn.datasets.checkout_dir('fashion-mnist')}"
+    assert main(["train", "--epochs", "1", "--hidden", "8", "--out", str(tmp_path / "run"),
+                 "--device", "cpu", "--no-progress", "--no-download"]) == 0
+    assert [line for line in capsys.readouterr().out.splitlines()
+            if line.startswith("data:")] == [expected]
+    assert main(["eval", str(tmp_path / "run" / "checkpoint.npz"), "--device", "cpu"]) == 0
+    assert [line for line in capsys.readouterr().out.splitlines()
+            if line.startswith("data:")] == [expected]
+
+
+def test_data_dir_is_the_only_folder_read(tmp_path, capsys, monkeypatch):
+    """Fashion-MNIST ships with the checkout, yet an empty --data-dir is an error naming it."""
+    monkeypatch.setenv("GPUNET_FASHION_MNIST_MIRROR", "http://127.0.0.1:9/")  # refused
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for more in (["--no-download"], []):
+        _error(capsys, ["train", "--data-dir", str(empty), "--device", "cpu",
+                        "--out", str(tmp_path / "run"), *more],
+               f"not found in (root= or --data-dir: the only place searched):\n  {empty}\n")
+    assert not (tmp_path / "run" / "checkpoint.npz").exists()
+
+
+def test_a_mistyped_option_gets_the_commands_usage_and_the_closest_option(capsys):
+    for argv, usage, message in [
+            (["train", "--epcohs", "3"], "usage: gpunet train",
+             "gpunet train: error: unrecognized arguments: --epcohs 3; did you mean --epochs?"),
+            (["eval", "c.npz", "--batch-szie=8"], "usage: gpunet eval",
+             "unrecognized arguments: --batch-szie=8; did you mean --batch-size?"),
+            (["demo", "xor", "--fsat"], "usage: gpunet demo", "did you mean --fast?"),
+            (["eval", "a.npz", "b.npz"], "usage: gpunet eval",
+             "gpunet eval: error: unrecognized arguments: b.npz\n")]:
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        err = capsys.readouterr().err
+        assert info.value.code == 2 and err.startswith(usage) and message in err, err
+
+
+def test_curves_png_puts_whole_epochs_on_its_x_axis():
+    pytest.importorskip("matplotlib", reason="matplotlib comes with the dev and plot extras")
+    from gpunet.training.run_files.run_output import curves_figure
+    for epochs in (2, 7, 20, 45):
+        history = {"epoch": list(range(1, epochs + 1))}
+        history |= {f"{split}_{metric}": [1.0 / e for e in history["epoch"]]
+                    for split in ("train", "val") for metric in ("loss", "accuracy")}
+        for ax in curves_figure(history).axes:
+            low, high = ax.get_xlim()
+            ticks = [t for t in ax.get_xticks() if low <= t <= high]
+            assert len(ticks) >= 2 and all(t == int(t) for t in ticks), (epochs, ticks)
 
 
 def test_confusion_matrix_counts():
@@ -169,7 +224,6 @@ def test_python_dash_m_gpunet_help():
         assert option in result.stdout
 
 
-@pytest.mark.skipif(not (ROOT / "gpunet" / "bench.py").exists(), reason="no gpunet/bench.py")
 def test_bench_help_lists_its_options():
     result = _run_module("bench", "--help")
     assert result.returncode == 0, result.stderr

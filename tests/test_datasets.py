@@ -21,6 +21,7 @@ NAMES = {
     "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte",
 }
 DEBIAN = Path("/usr/share/datasets/fashion-mnist")
+SHIPPED = Path(__file__).resolve().parents[1] / "data" / "fashion-mnist"
 
 
 def _fake_arrays(seed=0, n_train=6, n_test=4):
@@ -74,10 +75,11 @@ def home(tmp_path, monkeypatch):
 
 @pytest.fixture
 def fake(home, monkeypatch):
-    """Fashion-MNIST replaced by small files; no system copy, no public mirror."""
+    """Fashion-MNIST replaced by small files; no checkout or system copy, no public mirror."""
     fake = FakeDataset(_fake_arrays())
     spec = dataclasses.replace(datasets.DATASETS["fashion-mnist"], files=fake.files,
-                               system_dirs=(), mirrors=("http://127.0.0.1:9/unused/",))
+                               system_dirs=(), shipped=False,
+                               mirrors=("http://127.0.0.1:9/unused/",))
     monkeypatch.setitem(datasets.DATASETS, "fashion-mnist", spec)
     fake.cache = home / ".cache" / "gpunet" / "fashion-mnist"
     return fake
@@ -190,12 +192,54 @@ def test_bad_downloads_leave_no_partial_file(fake, server, damage, expected):
     _assert_failed_cleanly(fake, info, saved)
 
 
-def test_missing_files_without_download(fake, tmp_path):
+def test_missing_files_without_download(fake, tmp_path, monkeypatch):
+    monkeypatch.setenv("GPUNET_DATA", str(tmp_path / "env"))
     with pytest.raises(DatasetError, match="t10k-images|train-images") as info:
-        datasets.fashion_mnist(root=tmp_path / "nowhere", download=False)
+        datasets.fashion_mnist(download=False)
     message = str(info.value)
-    assert str(tmp_path / "nowhere") in message and str(fake.cache) in message
-    assert "download=True" in message
+    assert str(tmp_path / "env" / "fashion-mnist") in message and str(fake.cache) in message
+    assert "download=True" in message and "apt-get install dataset-fashion-mnist" in message
+
+
+def test_an_explicit_root_is_the_only_place_searched(fake, server, tmp_path, monkeypatch):
+    fake.write(fake.cache)  # valid copies elsewhere must not be read instead
+    monkeypatch.setenv("GPUNET_DATA", str(fake.write(tmp_path / "env")))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DatasetError) as info:
+        datasets.fashion_mnist(root=empty, download=False)
+    message = str(info.value)
+    assert f"not found in (root= or --data-dir: the only place searched):\n  {empty}\n" \
+           f"  {empty / 'fashion-mnist'}\n" in message
+    assert str(fake.cache) not in message and str(tmp_path / "env") not in message
+    assert "apt-get" not in message and "drop root= (--data-dir)" in message
+
+    with pytest.raises(DatasetError, match="the only place searched") as info:
+        datasets.fashion_mnist(root=empty)  # no mirror answers: the download fails
+    assert "and could not be downloaded" in str(info.value) and str(empty) in str(info.value)
+
+    fake.check(datasets.fashion_mnist(root=empty, mirror=server.serve("/fm", fake.gz)))
+    assert len(_listing(empty / "fashion-mnist")) == 4 and len(server.requests) == 4
+
+
+def test_the_source_line_names_the_folder_read(fake, server, tmp_path, monkeypatch):
+    fake.write(tmp_path / "d")
+    *splits, source = datasets.load_with_source("fashion-mnist", root=tmp_path / "d",
+                                                download=False)
+    fake.check(splits)
+    assert source == f"data: Fashion-MNIST from {tmp_path / 'd'}"
+
+    monkeypatch.setenv("GPUNET_DATA", str(tmp_path / "env"))
+    fake.write(tmp_path / "env" / "fashion-mnist", only=["train_images", "train_labels"])
+    fake.write(fake.cache, only=["test_images"])
+    *splits, source = datasets.load_with_source("fashion-mnist",
+                                                mirror=server.serve("/fm", fake.gz))
+    fake.check(splits)
+    assert source == (
+        f"data: Fashion-MNIST from {tmp_path / 'env' / 'fashion-mnist'} "
+        f"(train-images-idx3-ubyte, train-labels-idx1-ubyte); {fake.cache} "
+        f"(t10k-images-idx3-ubyte); {tmp_path / 'env' / 'fashion-mnist'} (downloaded) "
+        f"(t10k-labels-idx1-ubyte)")
 
 
 def test_local_uncompressed_files_and_root_sub_folder(fake, tmp_path):
@@ -279,15 +323,46 @@ def test_bad_arguments(fake):
         datasets.fashion_mnist(mirror=42)
 
 
-@pytest.mark.skipif(not DEBIAN.is_dir(), reason=f"Fashion-MNIST not installed at {DEBIAN} "
-                    "(apt-get install dataset-fashion-mnist)")
-def test_real_fashion_mnist_from_the_debian_package(home):
-    (X, y), (Xt, yt) = datasets.fashion_mnist(download=False)
+def _check_real_fashion_mnist(splits):
+    (X, y), (Xt, yt) = splits
     assert X.shape == (60000, 28, 28) and Xt.shape == (10000, 28, 28)
     assert X.dtype == Xt.dtype == np.uint8 and y.dtype == yt.dtype == np.int64
     assert np.bincount(y).tolist() == [6000] * 10
     assert np.bincount(yt).tolist() == [1000] * 10
     assert X.max() == 255 and X.min() == 0
+
+
+def test_the_checkout_ships_fashion_mnist_and_reads_it_first(home, tmp_path, monkeypatch):
+    assert sorted(p.name for p in SHIPPED.iterdir()) == [
+        "LICENSE", "README.md", *sorted(n + ".gz" for n in NAMES.values())]
+    assert "Zalando SE" in (SHIPPED / "LICENSE").read_text()
+    assert datasets.checkout_dir("fashion-mnist") == SHIPPED
+    assert datasets.checkout_dir("mnist") is None  # not shipped
+    monkeypatch.setenv("GPUNET_DATA", str(tmp_path / "env"))
+    dirs = datasets.search_dirs("fashion-mnist")
+    assert dirs[:4] == [tmp_path / "env", tmp_path / "env" / "fashion-mnist", SHIPPED,
+                        home / ".cache" / "gpunet" / "fashion-mnist"]
+    *splits, source = datasets.load_with_source("fashion-mnist", download=False)
+    assert source == f"data: Fashion-MNIST from {SHIPPED}"  # the SHA-256s matched
+    _check_real_fashion_mnist(splits)
+
+
+def test_outside_a_checkout_nothing_is_shipped(home, monkeypatch, tmp_path):
+    monkeypatch.setattr(datasets, "CHECKOUT_ROOT", tmp_path)  # no pyproject.toml: a wheel
+    assert datasets.checkout_dir("fashion-mnist") is None
+    assert datasets.search_dirs("fashion-mnist") == [home / ".cache" / "gpunet" / "fashion-mnist",
+                                                     DEBIAN]
+
+
+@pytest.mark.skipif(not all((DEBIAN / f"{n}.gz").is_file() for n in NAMES.values()),
+                    reason=f"Fashion-MNIST not installed at {DEBIAN} "
+                           "(apt-get install dataset-fashion-mnist)")
+def test_real_fashion_mnist_from_the_debian_package(home, monkeypatch):
+    spec = dataclasses.replace(datasets.DATASETS["fashion-mnist"], shipped=False)
+    monkeypatch.setitem(datasets.DATASETS, "fashion-mnist", spec)
+    *splits, source = datasets.load_with_source("fashion-mnist", download=False)
+    assert source == f"data: Fashion-MNIST from {DEBIAN}"
+    _check_real_fashion_mnist(splits)
 
 
 def test_to_float_scales_uint8_images(backend):

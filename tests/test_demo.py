@@ -101,16 +101,10 @@ def test_descent_full_batch_smooth_sgd_noisy_minibatch_between(figures):
     _check_figure(result, figures, "descent")
 
 
-@pytest.fixture(scope="module")
-def fashion_mnist_on_disk():
-    try:
-        gn.datasets.fashion_mnist(download=False)
-    except gn.datasets.DatasetError as exc:
-        pytest.skip(f"Fashion-MNIST not found (install dataset-fashion-mnist): {exc}")
-
-
-def test_batch_size_is_chosen_on_the_validation_set(fashion_mnist_on_disk, figures):
+def test_batch_size_is_chosen_on_the_validation_set(fashion_mnist, figures):
     result = demo.run("batch-size", figures, fast=True, verbose=False)
+    _, _, source = gn.datasets.load_with_source("fashion-mnist", download=False)
+    assert result.report()[0] == source  # the one line naming the folder read
     sizes = [t.batch_size for t in result.trials]
     assert sizes == [16, 128, 1024]
     assert [t.lr for t in result.trials] == pytest.approx([0.05 * b / 128 for b in sizes])

@@ -1,22 +1,13 @@
 """The real thing: the lecture's 784-512-512-10 MLP on Fashion-MNIST for two epochs.
 
-Needs the dataset on disk (``.ci/run`` installs Debian's ``dataset-fashion-mnist``; or
-``$GPUNET_DATA``, ``~/.cache/gpunet``); skips with the reason where it cannot be found. It
-never downloads.
+Reads the dataset from disk (a source checkout ships it in ``data/fashion-mnist``); skips with
+the reason where it cannot be found. It never downloads.
 """
 import pytest
 
 import gpunet as gn
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def fashion_mnist():
-    try:
-        return gn.datasets.fashion_mnist(download=False)
-    except gn.datasets.DatasetError as exc:
-        pytest.skip(f"Fashion-MNIST not found (install dataset-fashion-mnist): {exc}")
 
 
 def test_two_epochs_reach_84_percent(fashion_mnist):

@@ -6,10 +6,12 @@ lines. A block is skipped only under a visible marker on the line right above it
     <!-- needs: fashion-mnist -->     where Fashion-MNIST is not on disk (the test never
                                       downloads it)
     <!-- needs: gpu -->               where no GPU answers
+    <!-- needs: sklearn -->           where scikit-learn (the sklearn extra) is not installed
 
 Every ``gpunet demo ...`` command in its bash blocks must parse, and every image it shows
 must exist.
 """
+import importlib.util
 import os
 import re
 import shlex
@@ -63,13 +65,17 @@ def _missing(need):
         try:
             gn.datasets.fashion_mnist(download=False)
         except gn.datasets.DatasetError as exc:
-            return f"Fashion-MNIST not found (install dataset-fashion-mnist): {exc}"
+            return (f"Fashion-MNIST not on disk (a source checkout ships it in "
+                    f"data/fashion-mnist): {exc}")
         return None
     if need == "gpu":
         ok, reason = gn.gpu_status()
         return None if ok else f"needs a GPU: {reason}"
-    raise AssertionError(f"unknown marker <!-- needs: {need} -->; expected fashion-mnist "
-                         f"or gpu")
+    if need == "sklearn":
+        return None if importlib.util.find_spec("sklearn") else (
+            "needs scikit-learn, the sklearn extra: pip install -e \".[sklearn]\"")
+    raise AssertionError(f"unknown marker <!-- needs: {need} -->; expected fashion-mnist, "
+                         f"gpu or sklearn")
 
 
 def _skip_reason(block):

@@ -7,7 +7,8 @@ import warnings
 import numpy as np
 import pytest
 
-sklearn = pytest.importorskip("sklearn", reason="scikit-learn is an optional extra")
+sklearn = pytest.importorskip("sklearn", reason="scikit-learn is the sklearn extra: "
+                              "pip install -e \".[sklearn]\"")
 import joblib  # noqa: E402  (scikit-learn's dependency)
 from sklearn.datasets import load_digits, make_regression  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402

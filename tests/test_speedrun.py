@@ -1,5 +1,5 @@
 """gpunet speedrun: the quick version runs on the CPU and reports honestly (needs the
-Fashion-MNIST files; skips with the reason where they are absent)."""
+Fashion-MNIST files, which a checkout ships; skips with the reason where they are absent)."""
 import csv
 import json
 
@@ -10,20 +10,14 @@ from gpunet.bench import speedrun, speedrun_report
 from gpunet.cli import main
 
 
-@pytest.fixture(scope="module")
-def have_data():
-    try:
-        gn.datasets.load("fashion-mnist", download=False)
-    except gn.datasets.DatasetError as exc:
-        pytest.skip(f"Fashion-MNIST not found (install dataset-fashion-mnist): {exc}")
-
-
-def test_quick_speedrun_on_the_cpu(have_data, tmp_path, capsys):
+def test_quick_speedrun_on_the_cpu(fashion_mnist, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["speedrun", "--quick", "--device", "cpu", "--seeds", "1", "--variants",
                  "gpunet", "--out", str(out), "--no-download"]) == 0
     captured = capsys.readouterr()
     assert captured.out.splitlines()[0].split()[:2] == ["variant", "mean"]
+    _, _, source = gn.datasets.load_with_source("fashion-mnist", download=False)
+    assert captured.err.splitlines()[0] == source
     record = json.loads((out / "speedrun.json").read_text())
     (row,) = record["rows"]
     assert row["variant"] == "gpunet" and row["seed"] == 0

@@ -19,11 +19,8 @@ ABOVE_CHANCE = 0.6  # 10 classes; QUICK reaches 0.75-0.78
 
 
 @pytest.fixture(scope="module")
-def data():
-    try:
-        (X, y), (X_test, y_test) = gn.datasets.fashion_mnist(download=False)
-    except gn.datasets.DatasetError as exc:
-        pytest.skip(f"Fashion-MNIST not found (install dataset-fashion-mnist): {exc}")
+def data(fashion_mnist):
+    (X, y), (X_test, y_test) = fashion_mnist
     return {"X_train": X.reshape(len(X), -1), "y_train": y,
             "X_test": X_test.reshape(len(X_test), -1), "y_test": y_test}
 

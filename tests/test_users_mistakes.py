@@ -210,12 +210,8 @@ def test_the_readme_set_up_command_installs_what_draws_curves_png():
         f"`gpunet train` skips curves.png")
 
 
-def test_gpunet_eval_names_fashion_mnist_classes(tmp_path, capsys):
+def test_gpunet_eval_names_fashion_mnist_classes(fashion_mnist, tmp_path, capsys):
     from gpunet.cli import main
-    try:
-        gn.datasets.fashion_mnist(download=False)
-    except gn.datasets.DatasetError as exc:
-        pytest.skip(f"Fashion-MNIST not on disk: {exc}")
     model = gn.Sequential(gn.Flatten(), gn.Linear(784, 10))
     gn.save(tmp_path / "c.npz", model, epoch=1, config={"dataset": "fashion-mnist", "seed": 0})
     assert main(["eval", str(tmp_path / "c.npz"), "--device", "cpu", "--no-download"]) == 0

@@ -125,11 +125,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write speedrun.json, speedrun.csv and speedrun.png there")
 
 
-def load_data(recipe, data_dir, download) -> dict:
-    """Fashion-MNIST as the recipe uses it: uint8 rows of 784 pixels, int64 labels."""
-    (X, y), (X_test, y_test) = datasets.load("fashion-mnist", root=data_dir, download=download)
+def load_data(recipe, data_dir, download) -> tuple[dict, str]:
+    """Fashion-MNIST as the recipe uses it (uint8 rows of 784 pixels, int64 labels), and the
+    line naming the folder it was read from."""
+    (X, y), (X_test, y_test), source = datasets.load_with_source(
+        "fashion-mnist", root=data_dir, download=download)
     return recipe.select({"X_train": X.reshape(len(X), -1), "y_train": y,
-                          "X_test": X_test.reshape(len(X_test), -1), "y_test": y_test})
+                          "X_test": X_test.reshape(len(X_test), -1), "y_test": y_test}), source
 
 
 def _warm_up(names, data, device, say) -> None:
@@ -156,10 +158,11 @@ def run(args: argparse.Namespace) -> int:
                                 variant_unavailable)
         if args.out:
             prepare_output_folder(args.out)
-        data = load_data(recipe, args.data_dir, not args.no_download)
+        data, source = load_data(recipe, args.data_dir, not args.no_download)
     except (BenchError, BackendUnavailable, datasets.DatasetError) as exc:
         say(f"gpunet speedrun: error: {exc}")
         return 2
+    say(source)
     for name, reason in skipped.items():
         say(f"skipping {name}: {reason}")
     device = backend.name

@@ -2,14 +2,16 @@
 problems (:func:`xor`, :func:`spirals`, :func:`sine`), and :func:`to_float` for images.
 
 ``fashion_mnist()`` / ``mnist()`` return ``((X_train, y_train), (X_test, y_test))`` with uint8
-images ``(n, 28, 28)`` and int64 labels. Each of the four files (``.gz`` or uncompressed) is
-looked for, in order, in: ``root`` and ``root/NAME``; ``$GPUNET_DATA`` and
-``$GPUNET_DATA/NAME``; the user cache ``~/.cache/gpunet/NAME`` (``$XDG_CACHE_HOME`` is
-honoured); the system copy (Debian's ``dataset-fashion-mnist`` in
-``/usr/share/datasets/fashion-mnist``). A missing file is downloaded into ``root/NAME``, else
-``$GPUNET_DATA/NAME``, else the user cache: to a temporary file, verified, then renamed into
-place. ``mirror=`` (a URL or a list of them) or ``$GPUNET_FASHION_MNIST_MIRROR`` /
-``$GPUNET_MNIST_MIRROR`` replaces the public mirrors.
+images ``(n, 28, 28)`` and int64 labels. An explicit ``root`` is the only place searched
+(``root`` and ``root/NAME``). Without it each of the four files (``.gz`` or uncompressed) is
+looked for, in order, in: ``$GPUNET_DATA`` and ``$GPUNET_DATA/NAME``; the source checkout's
+``data/NAME`` (Fashion-MNIST ships there; a wheel does not carry it); the user cache
+``~/.cache/gpunet/NAME`` (``$XDG_CACHE_HOME`` is honoured); the system copy (Debian's
+``dataset-fashion-mnist`` in ``/usr/share/datasets/fashion-mnist``). A missing file is
+downloaded into ``root/NAME``, else ``$GPUNET_DATA/NAME``, else the user cache: to a temporary
+file, verified, then renamed into place. ``mirror=`` (a URL or a list of them) or
+``$GPUNET_FASHION_MNIST_MIRROR`` / ``$GPUNET_MNIST_MIRROR`` replaces the public mirrors.
+:func:`load_with_source` also says where the files were read from.
 """
 from __future__ import annotations
 
@@ -31,11 +33,13 @@ from .toy_data import sine, spirals, xor
 
 __all__ = [
     "DATASETS", "DataFile", "DatasetError", "DatasetSpec", "FASHION_MNIST_CLASSES", "IDXError",
-    "MNIST_CLASSES", "cache_dir", "class_names", "fashion_mnist", "load", "mnist",
-    "search_dirs", "sine", "spirals", "to_float", "xor",
+    "MNIST_CLASSES", "cache_dir", "checkout_dir", "class_names", "fashion_mnist", "load",
+    "load_with_source", "mnist", "search_dirs", "sine", "spirals", "to_float", "xor",
 ]
 
 DOWNLOAD_TIMEOUT_S = 60
+#: The root of the source checkout this module lives in (when it is one: see checkout_dir).
+CHECKOUT_ROOT = Path(__file__).resolve().parents[2]
 
 
 class DatasetError(RuntimeError):
@@ -66,6 +70,7 @@ class DatasetSpec:
     mirrors: tuple[str, ...]
     system_dirs: tuple[str, ...] = ()
     system_package: str | None = None
+    shipped: bool = False  # a source checkout holds the files in data/NAME
 
     @property
     def mirror_env(self) -> str:
@@ -102,6 +107,7 @@ DATASETS = {
                  "data/fashion/"),
         system_dirs=("/usr/share/datasets/fashion-mnist",),
         system_package="dataset-fashion-mnist",
+        shipped=True,
     ),
     "mnist": DatasetSpec(
         name="mnist",
@@ -145,17 +151,32 @@ def cache_dir() -> Path:
     return Path(base) / "gpunet"
 
 
+def checkout_dir(name: str) -> Path | None:
+    """``data/NAME`` of the source checkout gpunet runs from (an editable install is one),
+    where dataset ``name`` ships; None for an installed wheel or a dataset that does not ship."""
+    if not _spec(name).shipped or not (CHECKOUT_ROOT / "pyproject.toml").is_file():
+        return None
+    return CHECKOUT_ROOT / "data" / name
+
+
 def _user_dirs(spec, root):
-    """``root`` then ``$GPUNET_DATA``, each as given and with the dataset's sub-folder."""
-    bases = [Path(b).expanduser() for b in (root, os.environ.get("GPUNET_DATA")) if b]
-    return [d for base in bases for d in (base, base / spec.name)]
+    """``root``, else ``$GPUNET_DATA``: as given and with the dataset's sub-folder."""
+    base = root if root is not None else (os.environ.get("GPUNET_DATA") or None)
+    if base is None:
+        return []
+    base = Path(base).expanduser()
+    return [base, base / spec.name]
 
 
 def search_dirs(name: str, root=None) -> list[Path]:
-    """The folders searched for dataset ``name``'s files, in order."""
+    """The folders searched for dataset ``name``'s files, in order (``root`` alone when
+    given)."""
     spec = _spec(name)
-    return _user_dirs(spec, root) + [cache_dir() / spec.name] + \
-        [Path(d) for d in spec.system_dirs]
+    if root is not None:
+        return _user_dirs(spec, root)
+    shipped = checkout_dir(name)
+    return _user_dirs(spec, None) + ([shipped] if shipped else []) + \
+        [cache_dir() / spec.name] + [Path(d) for d in spec.system_dirs]
 
 
 def _download_dir(spec, root) -> Path:
@@ -169,15 +190,27 @@ def _spec(name) -> DatasetSpec:
     return DATASETS[name]
 
 
-def _what_to_do(spec) -> str:
-    fixes = [
-        "put the four files (.gz or uncompressed) in a folder and pass it as root= "
-        "(--data-dir) or $GPUNET_DATA",
-        f"download from another mirror with mirror=URL or ${spec.mirror_env}",
-    ]
-    if spec.system_package:
-        fixes.append(f"install the Debian package: apt-get install {spec.system_package}")
+def _what_to_do(spec, root) -> str:
+    if root is not None:  # only root is searched: the other places would not help
+        fixes = [f"put the four files (.gz or uncompressed) in {root} or "
+                 f"{Path(root) / spec.name}",
+                 "drop root= (--data-dir) to search the usual places"]
+    else:
+        fixes = ["put the four files (.gz or uncompressed) in a folder and pass it as root= "
+                 "(--data-dir) or $GPUNET_DATA"]
+        if spec.shipped:
+            fixes.append(f"run from a source checkout of gpunet, which ships them in "
+                         f"data/{spec.name}")
+        if spec.system_package:
+            fixes.append(f"install the Debian package: apt-get install {spec.system_package}")
+    fixes.append(f"download from another mirror with mirror=URL or ${spec.mirror_env}")
     return "; or ".join(fixes)
+
+
+def _not_found(spec, datafile, dirs, root) -> str:
+    searched = "\n".join(f"  {d}" for d in dirs)
+    alone = " (root= or --data-dir: the only place searched)" if root is not None else ""
+    return f"{spec.title} file {datafile.name}[.gz] not found in{alone}:\n{searched}\n"
 
 
 def _read_verified(path: Path, datafile: DataFile, spec: DatasetSpec, *, url=None):
@@ -220,8 +253,9 @@ def _mirror_list(spec, mirror) -> list[str]:
     raise TypeError(f"mirror must be a URL string or a list of them, got {mirror!r}")
 
 
-def _download(spec, datafile, folder: Path, mirrors):
-    """Fetch ``datafile`` from the first mirror that serves a verified copy; return its array."""
+def _download(spec, datafile, folder: Path, mirrors, why: str, fixes: str):
+    """Fetch ``datafile`` from the first mirror that serves a verified copy; return its array.
+    ``why`` (where it was looked for) and ``fixes`` open and close the error if none does."""
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / (datafile.name + ".gz")
     failures = []
@@ -247,8 +281,8 @@ def _download(spec, datafile, folder: Path, mirrors):
             if os.path.exists(part):
                 os.unlink(part)
     raise DatasetError(
-        f"could not download {spec.title} file {datafile.name}.gz (no partial file was left "
-        f"in {folder}):\n" + "\n".join(failures) + f"\nTo fix: {_what_to_do(spec)}."
+        f"{why}and could not be downloaded (no partial file was left in {folder}):\n"
+        + "\n".join(failures) + f"\nTo fix: {fixes}."
     )
 
 
@@ -256,26 +290,48 @@ def load(name: str, root=None, download: bool = True, *, mirror=None):
     """Load dataset ``name`` (a key of :data:`DATASETS`) as ``((X_train, y_train), (X_test,
     y_test))``: uint8 images ``(n, 28, 28)``, int64 labels. See the module docstring for where
     files are looked for and downloaded to."""
+    train, test, _ = load_with_source(name, root, download, mirror=mirror)
+    return train, test
+
+
+def load_with_source(name: str, root=None, download: bool = True, *, mirror=None):
+    """:func:`load`'s splits and a line naming the folder the files were read from (or
+    downloaded into): ``(train, test, "data: Fashion-MNIST from /path/to/folder")``."""
     spec = _spec(name)
     dirs = search_dirs(name, root)
     mirrors = _mirror_list(spec, mirror)
-    arrays = {}
+    arrays, sources = {}, {}  # key -> array; key -> its folder, with "(downloaded)"
     for key, datafile in spec.files.items():
         path = _find(datafile, dirs)
         if path is not None:
             arrays[key] = _read_verified(path, datafile, spec)
-        elif download:
-            arrays[key] = _download(spec, datafile, _download_dir(spec, root), mirrors)
-        else:
-            searched = "\n".join(f"  {d}" for d in dirs)
+            sources[key] = str(path.parent)
+            continue
+        missing = _not_found(spec, datafile, dirs, root)
+        if not download:
             raise DatasetError(
-                f"{spec.title} file {datafile.name}[.gz] not found in:\n{searched}\n"
-                f"To fix: allow the download (download=True in Python, drop --no-download "
-                f"on the command line); or {_what_to_do(spec)}."
+                f"{missing}To fix: allow the download (download=True in Python, drop "
+                f"--no-download on the command line); or {_what_to_do(spec, root)}."
             )
+        folder = _download_dir(spec, root)
+        arrays[key] = _download(spec, datafile, folder, mirrors, missing,
+                                _what_to_do(spec, root))
+        sources[key] = f"{folder} (downloaded)"
     train = _check_split(spec, "train", arrays["train_images"], arrays["train_labels"])
     test = _check_split(spec, "test", arrays["test_images"], arrays["test_labels"])
-    return train, test
+    return train, test, _source_line(spec, sources)
+
+
+def _source_line(spec, sources) -> str:
+    """One line: the folder all files came from, else each folder with its files."""
+    folders = dict.fromkeys(sources.values())
+    if len(folders) == 1:
+        return f"data: {spec.title} from {next(iter(folders))}"
+    parts = []
+    for folder in folders:
+        names = ", ".join(spec.files[key].name for key, f in sources.items() if f == folder)
+        parts.append(f"{folder} ({names})")
+    return f"data: {spec.title} from " + "; ".join(parts)
 
 
 def _check_split(spec, split, images, labels):

@@ -59,6 +59,11 @@ class BatchSizeResult(DemoResult):
     trials: list = field(default_factory=list)
     device: str = "cpu"
     train_samples: int = 0
+    source: str = ""  # the line naming where the data was read from
+
+    def report(self) -> list:
+        """The data's source, then the conclusion."""
+        return [self.source, *self.conclusion]
 
     @property
     def chosen(self):
@@ -68,12 +73,13 @@ class BatchSizeResult(DemoResult):
 
 
 def _subset(settings):
-    """Disjoint training and validation samples of the training split (seeded)."""
-    (X, y), _ = datasets.load(DATASET)
+    """Disjoint training and validation samples of the training split (seeded), and the
+    line naming where the data was read from."""
+    (X, y), _, source = datasets.load_with_source(DATASET)
     order = np.random.default_rng(0).permutation(len(X))
     n_train, n_val = settings["train"], settings["val"]
     fit_idx, val_idx = order[:n_train], order[n_train:n_train + n_val]
-    return (X[fit_idx], y[fit_idx]), (X[val_idx], y[val_idx])
+    return (X[fit_idx], y[fit_idx]), (X[val_idx], y[val_idx]), source
 
 
 def _trial(backend, data, val, batch_size, epochs):
@@ -92,8 +98,8 @@ def _trial(backend, data, val, batch_size, epochs):
 
 def run(backend, fast=False) -> BatchSizeResult:
     settings = SETTINGS[fast]
-    data, val = _subset(settings)
-    result = BatchSizeResult(device=backend.name, train_samples=len(data[0]))
+    data, val, source = _subset(settings)
+    result = BatchSizeResult(device=backend.name, train_samples=len(data[0]), source=source)
     for size in settings["sizes"]:
         result.trials.append(_trial(backend, data, val, size, settings["epochs"]))
     result.conclusion = _conclusion(result, settings)

@@ -67,22 +67,26 @@ class MetricsWriter:
 
 def plot_curves(history, path):
     """Loss and accuracy per epoch (training and validation) as a PNG; needs matplotlib."""
-    import matplotlib
+    curves_figure(history).savefig(path, dpi=100)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def curves_figure(history):
+    """The figure of :func:`plot_curves`: two panels, whole epochs on the x axes. Built
+    without pyplot (no GUI backend, nothing to close)."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     epochs = history["epoch"]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, metric in zip(axes, ("loss", "accuracy")):
+    fig = Figure(figsize=(10, 4))
+    for ax, metric in zip(fig.subplots(1, 2), ("loss", "accuracy")):
         for split in ("train", "val"):
             values = history[f"{split}_{metric}"]
             if any(v is not None for v in values):
                 ax.plot(epochs, values, marker="o", markersize=3, label=split)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))  # never 2.5
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
