@@ -81,8 +81,10 @@ def test_joblib_round_trip(digits, tmp_path):
     loaded = joblib.load(tmp_path / "clf.joblib")
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
     loaded.partial_fit(X, y)   # training goes on from the restored optimizer
-    assert loaded.n_iter_ == clf.n_iter_ + 1
-    assert len(pickle.dumps(clf)) < 4 * 4 * (64 * 32 + 32 * 10 + 42) + 20_000
+    assert loaded.n_iter_ == 1 and loaded.t_ == clf.t_ + len(X)   # n_iter_: this call's
+    weights, data, grad, adam_moments = 64 * 32 + 32 * 10 + 42, 1, 1, 2
+    size = clf.model_.dtype.itemsize * weights * (data + grad + adam_moments)
+    assert len(pickle.dumps(clf)) < size + 20_000
 
 
 def test_partial_fit_needs_classes_first_then_continues(digits):
@@ -92,7 +94,8 @@ def test_partial_fit_needs_classes_first_then_continues(digits):
         clf.partial_fit(X[:100], y[:100])
     for start in list(range(0, 1500, 300)) * 3:
         clf.partial_fit(X[start:start + 300], y[start:start + 300], classes=np.arange(10))
-    assert clf.n_iter_ == 15 and clf.score(X[1500:], y[1500:]) > 0.8
+    assert clf.n_iter_ == 1 and clf.t_ == 15 * 300 and len(clf.loss_curve_) == 15
+    assert clf.score(X[1500:], y[1500:]) > 0.8
     with pytest.raises(ValueError, match=r"labels \[10\] that are not in classes_"):
         clf.partial_fit(X[:2], np.array([1, 10]))
 

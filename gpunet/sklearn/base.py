@@ -1,7 +1,8 @@
 """What ``MLPClassifier`` and ``MLPRegressor`` share: scikit-learn's parameters, the network
 they describe, and mini-batch training with scikit-learn's stopping rules (``tol`` and
 ``n_iter_no_change`` on the training loss, or on the validation score with
-``early_stopping``; the ``learning_rate`` schedules of ``solver="sgd"``)."""
+``early_stopping``; the ``learning_rate`` schedules of ``solver="sgd"``), sample weights as
+scikit-learn 1.9 weighs them, and dense or CSR input (``rows.py``)."""
 from __future__ import annotations
 
 import math
@@ -12,13 +13,14 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from .. import nn, optim
 from ..backend import get_backend, to_numpy
 from ..checks import check_int, check_number
 from ..nn.boundary import inside
-from ..training.loop.evaluation import predict as predict_outputs
+from ..training.loop.inputs import evaluation_mode
+from .rows import DeviceRows
 
 #: sklearn's activation names and the gpunet layers they mean.
 ACTIVATIONS = {"identity": None, "logistic": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU}
@@ -27,6 +29,16 @@ LEARNING_RATES = ("constant", "invscaling", "adaptive")
 MIN_ADAPTIVE_LR = 1e-6   # learning_rate="adaptive" stops once the rate is this low (sklearn's)
 FLOATS = (np.float64, np.float32)
 PREDICT_ROWS = 256       # rows of every prediction batch (see BaseMLP._outputs)
+SPARSE = "csr"           # sparse input is taken as CSR (other formats are converted)
+DTYPES = ("float32", "float64")
+
+
+def _is_dtype(value) -> bool:
+    try:
+        np.dtype(value)
+    except TypeError:
+        return False
+    return True
 
 
 def _one_of(value, name, allowed, hint=""):
@@ -44,7 +56,8 @@ class BaseMLP(BaseEstimator):
                  learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, device="auto"):
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, dtype=None,
+                 device="auto"):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -67,6 +80,7 @@ class BaseMLP(BaseEstimator):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
+        self.dtype = dtype
         self.device = device
 
     # -- the parameters and the network they describe --------------------------------------
@@ -101,6 +115,9 @@ class BaseMLP(BaseEstimator):
         check_number(self.beta_2, "beta_2", 0, 1, high_open=True)
         check_number(self.epsilon, "epsilon", 0, low_open=True)
         check_int(self.n_iter_no_change, "n_iter_no_change", 1)
+        if self.dtype is not None:
+            _one_of(str(np.dtype(self.dtype)) if _is_dtype(self.dtype) else self.dtype,
+                    "dtype", DTYPES, " (or None: X's float dtype)")
         return get_backend(self.device), self._hidden_sizes()
 
     def _batch(self, n):
@@ -126,11 +143,12 @@ class BaseMLP(BaseEstimator):
         for layer in model:
             if isinstance(layer, nn.Linear):
                 layer.reset_weight(layer.init, seed_rng)
-        return model.to(backend)
+        return model.to(backend, self._dtype)
 
     def _optimizer(self, batch):
         params = self.model_.parameters()
-        decay = self.alpha / batch   # sklearn adds alpha * W / batch to the mean gradient
+        decay = self.alpha / batch   # sklearn adds alpha * W / (the batch's weight) to the
+        # mean gradient: set again for every batch (see _epoch)
         if self.solver == "sgd":
             return optim.SGD(params, lr=self.learning_rate_init, momentum=self.momentum,
                              nesterov=self.nesterovs_momentum and self.momentum > 0,
@@ -140,42 +158,57 @@ class BaseMLP(BaseEstimator):
                           weight_decay=decay)
 
     # -- training -------------------------------------------------------------------------
-    def _fit(self, X, y, incremental, **target_options):
+    def _fit(self, X, y, sample_weight, incremental, **target_options):
         backend, sizes = self._check_params()
         first = not hasattr(self, "model_") or not (incremental or self.warm_start)
-        X, y = validate_data(self, X, y, reset=first, dtype=FLOATS,
+        X, y = validate_data(self, X, y, reset=first, dtype=FLOATS, accept_sparse=SPARSE,
                              **self._y_validation)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
+                                                 ensure_non_negative=True)
         y, n_out = self._targets(y, first, incremental, **target_options)
-        X = np.asarray(X, dtype=np.float32)
-        batch = self._batch(len(X))
+        sample_weight = self._class_weighted(y, sample_weight, incremental)
+        batch = self._batch(X.shape[0])
         if first:
-            self._random_state = check_random_state(self.random_state)
-            self.model_ = self._build(backend, sizes, X.shape[1], n_out)
-            self.n_outputs_, self.n_layers_ = n_out, len(sizes) + 2
-            self.n_iter_, self.t_, self.loss_curve_, self.validation_scores_ = 0, 0, [], []
-            self._no_improvement_count, self.best_loss_ = 0, np.inf
-            self.best_validation_score_ = -np.inf
+            self._start(backend, sizes, X, n_out)
         if first or not incremental:   # fit, warm or not, starts a new optimizer (sklearn)
             self.optimizer_ = self._optimizer(batch)
-        if not incremental:
-            self._no_improvement_count, self.best_loss_ = 0, np.inf
-            self.best_validation_score_ = -np.inf
+        self.n_iter_ = 0               # the iterations of this call (sklearn 1.9)
         val = None
         if self.early_stopping and not incremental:
-            X, X_val, y, y_val = train_test_split(
-                X, y, random_state=self._random_state, test_size=self.validation_fraction,
-                stratify=self._stratify(y))
-            val = (X_val, y_val)
+            weighted = [] if sample_weight is None else [sample_weight]
+            X, X_val, y, y_val, *weights = train_test_split(
+                X, y, *weighted, random_state=self._random_state,
+                test_size=self.validation_fraction, stratify=self._stratify(y))
+            sample_weight, val = (weights[0], (X_val, y_val, weights[1])) if weights \
+                else (None, (X_val, y_val, None))
         device = self.model_.backend
-        self._train(device.asarray(X), device.asarray(y), batch, val, incremental)
+        rows = DeviceRows(X, device, self._dtype)
+        self._train(rows, device.asarray(self._loss_targets(y)), sample_weight, batch, val,
+                    incremental)
         return self
 
-    def _train(self, X, y, batch, val, incremental):
+    def _start(self, backend, sizes, X, n_out):
+        """A first fit: the network and the state scikit-learn initialises."""
+        self._random_state = check_random_state(self.random_state)
+        self._dtype = np.dtype(self.dtype if self.dtype is not None else X.dtype)
+        self.model_ = self._build(backend, sizes, X.shape[1], n_out)
+        self.n_outputs_, self.n_layers_ = n_out, len(sizes) + 2
+        self.out_activation_ = self._out_activation(n_out)
+        self.t_, self.loss_curve_, self._no_improvement_count = 0, [], 0
+        if self.early_stopping:
+            self.validation_scores_, self.best_validation_score_ = [], -np.inf
+            self.best_loss_ = None
+        else:
+            self.validation_scores_ = self.best_validation_score_ = None
+            self.best_loss_ = np.inf
+
+    def _train(self, rows, y, sample_weight, batch, val, incremental):
         loss_fn = self._loss()
         for _ in range(1 if incremental else self.max_iter):
-            loss = self._epoch(X, y, batch, loss_fn)
+            loss = self._epoch(rows, y, sample_weight, batch, loss_fn)
             self.n_iter_ += 1
-            self.t_ += len(X)
+            self.t_ += len(rows)
             self.loss_curve_.append(loss)
             self.loss_ = loss
             if self.verbose:
@@ -194,21 +227,33 @@ class BaseMLP(BaseEstimator):
                               ConvergenceWarning, stacklevel=4)
         if val is not None:
             self.model_.load_state_dict(self._best_state)
-            self.best_loss_ = None
 
-    def _epoch(self, X, y, batch, loss_fn):
-        """One pass over ``(X, y)`` (device arrays), reshuffled by ``random_state``: the mean
-        training loss, read to the host once."""
-        model, opt, n = self.model_, self.optimizer_, len(X)
-        if self.shuffle:
-            order = model.backend.asarray(self._random_state.permutation(n))
-            X, y = X[order], y[order]
+    def _epoch(self, rows, y, sample_weight, batch, loss_fn):
+        """One pass over ``rows`` and the device targets ``y``, reshuffled by
+        ``random_state``: the mean training loss (each batch's weighted mean, counted by its
+        rows, as sklearn), read to the host once. ``sample_weight``: host weights or None;
+        the L2 decay of a batch is ``alpha`` over its weight (its rows without weights); a
+        batch whose weights are all zero moves nothing."""
+        model, opt, n = self.model_, self.optimizer_, len(rows)
+        order = self._random_state.permutation(n) if self.shuffle else np.arange(n)
+        device_order = model.backend.asarray(order)
+        weights = None if sample_weight is None else model.backend.asarray(sample_weight,
+                                                                             dtype=self._dtype)
         total = model.backend.xp.zeros((), dtype=np.float64)
         model.train()
         with inside():
             for start in range(0, n, batch):
-                xb, yb = X[start:start + batch], y[start:start + batch]
-                total += loss_fn(model(xb), yb) * len(xb)
+                index = device_order[start:start + batch]
+                xb, yb = rows.take(index), y[index]
+                if weights is None:
+                    opt.weight_decay = self.alpha / len(index)
+                    total += loss_fn(model(xb), yb) * len(index)
+                else:
+                    batch_weight = float(sample_weight[order[start:start + batch]].sum())
+                    if batch_weight == 0:
+                        continue
+                    opt.weight_decay = self.alpha / batch_weight
+                    total += loss_fn(model(xb), yb, weights[index]) * len(index)
                 model.backward(loss_fn.backward(), input_grad=False)
                 opt.step()
         model.backend.ops.check_errors()
@@ -227,7 +272,7 @@ class BaseMLP(BaseEstimator):
                                           if loss > self.best_loss_ - self.tol else 0)
             self.best_loss_ = min(self.best_loss_, loss)
             return
-        score = self._validation_score(self._outputs(val[0]), val[1])
+        score = self._validation_score(self._outputs(val[0]), val[1], val[2])
         self.validation_scores_.append(score)
         self._no_improvement_count = (self._no_improvement_count + 1
                                       if score < self.best_validation_score_ + self.tol else 0)
@@ -252,24 +297,36 @@ class BaseMLP(BaseEstimator):
 
     # -- predicting -----------------------------------------------------------------------
     def _outputs(self, X):
-        """The network's outputs for the float32 host array ``X``, as a float64 host array.
+        """The network's outputs for the validated host array or CSR matrix ``X``, as a
+        float64 host array.
 
         Every sample goes through a batch of exactly :data:`PREDICT_ROWS` rows (the last one
-        padded), so the GEMMs have one shape and a sample's outputs do not depend on the other
-        samples of the call (float32 GEMMs of other shapes may round differently)."""
-        n, rows = len(X), PREDICT_ROWS
-        full = n - n % rows
-        parts = [to_numpy(predict_outputs(self.model_, X[:full], batch_size=rows))] if full else []
-        if full < n:
-            tail = np.zeros((rows,) + X.shape[1:], dtype=X.dtype)
-            tail[:n - full] = X[full:]
-            parts.append(to_numpy(predict_outputs(self.model_, tail))[:n - full])
+        padded), densified on the device, so the GEMMs have one shape and a sample's outputs
+        do not depend on the other samples of the call (float32 GEMMs of other shapes may
+        round differently)."""
+        model, n = self.model_, X.shape[0]
+        rows, xp = DeviceRows(X, model.backend, self._dtype), model.backend.xp
+        parts = []
+        with evaluation_mode(model):
+            for start in range(0, n, PREDICT_ROWS):
+                index = xp.arange(start, min(start + PREDICT_ROWS, n))
+                batch = rows.take(index)
+                if len(index) < PREDICT_ROWS:
+                    padded = xp.zeros((PREDICT_ROWS, X.shape[1]), dtype=self._dtype)
+                    padded[:len(index)] = batch
+                    batch = padded
+                parts.append(to_numpy(model(batch))[:len(index)])
         return np.concatenate(parts).astype(np.float64)
 
     def _forward(self, X):
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=FLOATS)
-        return self._outputs(np.asarray(X, dtype=np.float32))
+        return self._outputs(validate_data(self, X, reset=False, dtype=FLOATS,
+                                           accept_sparse=SPARSE))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True   # CSR (other formats converted), densified by batch
+        return tags
 
     @property
     def coefs_(self):
