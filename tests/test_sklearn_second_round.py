@@ -18,6 +18,7 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 import gpunet as gn  # noqa: E402
 from gpunet.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
+from gpunet.sklearn.rows import DeviceRows  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -95,18 +96,17 @@ def test_sparse_input_trains_as_the_dense_array_a_batch_at_a_time(digits, monkey
     X, y = digits
     X = np.where(np.abs(X) > 1, X, 0.0)      # mostly zeros
     dense = MLPClassifier((32,), max_iter=5, random_state=0, device="cpu").fit(X, y)
-    backend = gn.get_backend("cpu")
     sizes = []
-    real = type(backend.ops).csr_rows
+    real = DeviceRows._densified
 
-    def recorded(self, data, indices, indptr, rows, out):
+    def recorded(self, rows):
         sizes.append(len(rows))
-        return real(self, data, indices, indptr, rows, out)
+        return real(self, rows)
 
     def refuse(*args, **kwargs):
         raise AssertionError("the whole sparse matrix was densified")
 
-    monkeypatch.setattr(type(backend.ops), "csr_rows", recorded)
+    monkeypatch.setattr(DeviceRows, "_densified", recorded)
     for kind in (sp.csr_matrix, sp.csr_array):
         monkeypatch.setattr(kind, "toarray", refuse)
         monkeypatch.setattr(kind, "todense", refuse)
@@ -118,6 +118,21 @@ def test_sparse_input_trains_as_the_dense_array_a_batch_at_a_time(digits, monkey
     reg = MLPRegressor((8,), max_iter=3, random_state=0, device="cpu")
     reg.fit(sp.csr_matrix(X), y.astype(float))
     assert reg.predict(sp.csr_matrix(X)).shape == (len(X),)
+
+
+def test_csr_rows_are_densified_on_the_device_as_toarray_would(backend):
+    rng = np.random.default_rng(0)
+    matrix = sp.random(300, 17, density=0.15, format="csr", random_state=0)
+    dense = matrix.toarray()
+    rows = DeviceRows(matrix, backend, np.float64)
+    for index in (np.array([5, 0, 299, 5]), rng.permutation(300)[:123], np.arange(0)):
+        got = rows.take(backend.asarray(index))
+        np.testing.assert_array_equal(gn.to_numpy(got), dense[index])
+    doubled = sp.csr_matrix((np.array([1.0, 2.0, 4.0]), np.array([3, 3, 0]),
+                             np.array([0, 2, 3])), shape=(2, 5))   # row 0 holds column 3 twice
+    assert not doubled.has_canonical_format
+    np.testing.assert_array_equal(DeviceRows(doubled, gn.get_backend("cpu"), np.float64)
+                                  .take(np.arange(2)), doubled.toarray())
 
 
 def test_sample_weight_in_fit_partial_fit_and_score(digits):

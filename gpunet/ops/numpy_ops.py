@@ -247,23 +247,6 @@ class NumpyOps:
         if X.dtype == np.uint8:
             x_out /= 255                                 # the bits of uint8 / 255 in float
 
-    def csr_rows(self, data, indices, indptr, rows, out):
-        """Rows ``rows`` of the CSR matrix ``(data, indices, indptr)`` (canonical: no
-        duplicate entries) written densely into ``out`` (len(rows), columns): only the
-        gathered rows' entries are touched, on the arrays' device."""
-        xp = self.xp
-        out[...] = 0
-        starts = indptr[rows]
-        counts = indptr[rows + 1] - starts
-        total = int(counts.sum())
-        if not total:
-            return out
-        ends = xp.cumsum(counts)
-        row_of = xp.repeat(xp.arange(len(rows)), counts)       # the out row of each entry
-        entry = xp.arange(total) - xp.repeat(ends - counts, counts) + xp.repeat(starts, counts)
-        out[row_of, indices[entry]] = data[entry]
-        return out
-
     def _take_rows(self, a, rows, out):
         """``out = a[rows]`` along the first axis. NumPy buffers ``take(out=...)`` in its
         default mode; ``clip`` (the rows are valid) writes straight into ``out``."""

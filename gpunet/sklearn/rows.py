@@ -1,7 +1,7 @@
 """The samples an estimator trains on or predicts for, on its device, handed out as dense
 float batches: a dense ``X`` is copied to the device once; a scipy CSR matrix moves as its
-three arrays and only a batch of rows at a time is densified, on the device
-(``ops.csr_rows``), so the whole matrix is never dense anywhere."""
+three arrays and only a batch of rows at a time is densified, on the device (array
+operations of the backend's ``xp``), so the whole matrix is never dense anywhere."""
 from __future__ import annotations
 
 import numpy as np
@@ -33,6 +33,19 @@ class DeviceRows:
         """The dense rows ``rows`` (a device int array): a new (len(rows), features) array."""
         if not self.sparse:
             return self.dense[rows]
-        out = self.backend.xp.empty((len(rows), self.shape[1]), dtype=self.dtype)
-        self.backend.ops.csr_rows(self.data, self.indices, self.indptr, rows, out)
+        return self._densified(rows)
+
+    def _densified(self, rows):
+        """Rows ``rows`` of the canonical CSR matrix as a new dense array: only the gathered
+        rows' entries are read."""
+        xp = self.backend.xp
+        out = xp.zeros((len(rows), self.shape[1]), dtype=self.dtype)
+        starts = self.indptr[rows]
+        counts = self.indptr[rows + 1] - starts
+        total = int(counts.sum())
+        if total:
+            first = xp.repeat(xp.cumsum(counts) - counts, counts)  # each row's first entry
+            row_of = xp.repeat(xp.arange(len(rows)), counts)       # the out row of each entry
+            entry = xp.arange(total) - first + xp.repeat(starts, counts)
+            out[row_of, self.indices[entry]] = self.data[entry]
         return out
