@@ -201,6 +201,17 @@ def test_assignments_before_any_optimizer_are_packed_by_the_next(backend):
     assert np.any(gn.to_numpy(model[2].bias.data) != 1)
 
 
+def test_a_parameter_put_back_is_trained_by_the_next_optimizer(backend):
+    model = _mlp(backend)
+    kept = model[0].weight
+    model[0].weight = gn.Parameter(kept.data.copy())
+    model[0].weight = kept                 # the model is whole again: its buffer serves
+    opt = gn.optim.SGD(model.parameters(), lr=0.1)
+    assert opt.flat is kept.flat
+    _backward(model, *_data(backend))
+    opt.step()
+
+
 def test_parameter_counts_the_torch_way():
     model = gn.Sequential(gn.Linear(784, 512), gn.ReLU(), gn.Linear(512, 10))
     assert sum(p.numel() for p in model.parameters()) == 784 * 512 + 512 + 512 * 10 + 10

@@ -153,13 +153,14 @@ def flatten_parameters(params, xp) -> FlatBuffers:
     """Rebind ``params`` as views of one data and one grad buffer; reuse an existing one.
 
     If the parameters already are, in this order, the whole of one :class:`FlatBuffers`,
-    nothing moves. Otherwise their values are copied into fresh buffers.
+    nothing moves (and replacements noted on it no longer apply). Otherwise their values are copied into fresh buffers.
     """
     params = list(params)
     if not params:
         raise ValueError("expected at least one parameter, got an empty parameter list")
     existing = params[0].flat
     if existing is not None and existing.params == params:
+        existing.replaced.clear()  # the parameters are the buffer's again (e.g. put back)
         return existing
     dtypes = {p.data.dtype for p in params}
     if len(dtypes) != 1:
