@@ -5,15 +5,18 @@
   ``git archive`` of that revision into a temporary folder), in worker processes that
   alternate between the two trees; the pooled medians are compared.
 - clipping: in this tree's workers, the same steps with ``gn.clip_grad_norm_`` (eager) or
-  ``fit``'s clipping step (static), ``max_norm`` large so no gradient changes (the full pass
-  still runs), interleaved with the plain steps in one process.
+  ``fit``'s clipping step (static), ``max_norm`` 1e-3 so every step clips (the norm's pass
+  and the scaling pass), interleaved with the plain steps in one process.
 - assignment: one ``p.data = a`` / ``p.grad = a`` of the 512x784 weight (a copy into the flat
   buffer), the median of many.
 
     python benchmarks/link_and_clip_cost.py --baseline REV [--rounds 6] [--out LOG]
 
 Each worker times ``--repeats`` blocks of ``--steps`` steps per variant, the variants
-interleaved, after a warm-up; a sample is the mean ms per step of one block.
+interleaved, after a warm-up; a sample is the mean ms per step of one block, in CPU time of
+the process (``time.process_time``: what a step costs, even on a machine shared with other
+jobs) and in wall time. Workers run with ``--threads`` BLAS threads (default 1, so that CPU
+time counts work, not the spinning of idle BLAS threads).
 """
 import argparse
 import datetime
@@ -28,6 +31,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+MAX_NORM = 1e-3  # below every step's gradient norm here: each step clips
 
 
 def _worker(steps, repeats, variants):
@@ -59,7 +63,7 @@ def _worker(steps, repeats, variants):
                     loss_fn(model(x), t)
                     model.backward(loss_fn.backward(), input_grad=False)
                     if clip:
-                        gn.clip_grad_norm_(model.parameters(), 1e9)
+                        gn.clip_grad_norm_(model.parameters(), MAX_NORM)
                     opt.step()
         return run
 
@@ -68,7 +72,7 @@ def _worker(steps, repeats, variants):
         extra = {}
         if clip:
             from gpunet.nn.clip_grad import NormClipper
-            extra["clip"] = NormClipper(opt.flat, 1e9)
+            extra["clip"] = NormClipper(opt.flat, MAX_NORM)
         runner = StepRunner(model, opt, X, y, batch, steps, **extra)
 
         def run():
@@ -83,12 +87,13 @@ def _worker(steps, repeats, variants):
     for run in runs.values():
         run()
         run()
-    times = {name: [] for name in variants}
+    times = {f"{name} {clock}": [] for name in variants for clock in ("cpu", "wall")}
     for _ in range(repeats):
         for name, run in runs.items():
-            start = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             run()
-            times[name].append((time.perf_counter() - start) / steps * 1e3)
+            times[f"{name} cpu"].append((time.process_time() - cpu) / steps * 1e3)
+            times[f"{name} wall"].append((time.perf_counter() - wall) / steps * 1e3)
     if "eager" in variants and hasattr(gn.Parameter, "numel"):  # this tree: assignments
         model, _ = model_and_optimizer()
         weight, value = model[0].weight, np.ones((512, 784), np.float32)
@@ -103,7 +108,9 @@ def _worker(steps, repeats, variants):
 
 
 def _run_worker(src, args, variants):
-    env = {**os.environ, "PYTHONPATH": str(src)}
+    threads = str(args.threads)
+    env = {**os.environ, "PYTHONPATH": str(src), "OPENBLAS_NUM_THREADS": threads,
+           "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
     done = subprocess.run([sys.executable, __file__, "--worker", "--steps", str(args.steps),
                            "--repeats", str(args.repeats), "--variants", ",".join(variants)],
                           env=env, capture_output=True, text=True, check=True, cwd=src)
@@ -144,6 +151,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="BLAS threads per worker")
     parser.add_argument("--out", help="also write the report to this file")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--variants", help=argparse.SUPPRESS)
@@ -153,7 +161,8 @@ def main():
     if not args.baseline:
         parser.error("--baseline REV is required (the revision before the parameter link)")
     lines = _versions() + [f"baseline: {args.baseline}; {args.rounds} rounds, each worker "
-                           f"{args.repeats} blocks of {args.steps} steps per variant"]
+                           f"{args.repeats} blocks of {args.steps} steps per variant, "
+                           f"{args.threads} BLAS thread(s)"]
     pooled = {}
     with tempfile.TemporaryDirectory() as folder:
         archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.baseline, "gpunet",
@@ -166,19 +175,22 @@ def main():
                                           else reversed(trees.items())):
                 for name, samples in _run_worker(src, args, variants).items():
                     pooled.setdefault((tree, name), []).extend(samples)
+    lines.append(f"load average at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     median = {key: statistics.median(samples) for key, samples in pooled.items()}
     lines.append("ms per step (median of all blocks), 784-512-512-10, batch 128, SGD momentum:")
     for (tree, name), value in sorted(median.items()):
-        lines.append(f"  {tree:9s} {name:16s} {value:9.4f}  ({len(pooled[(tree, name)])} "
+        lines.append(f"  {tree:9s} {name:21s} {value:9.4f}  ({len(pooled[(tree, name)])} "
                      f"samples, min {min(pooled[(tree, name)]):.4f})")
 
     def change(a, b):
         return f"{100 * (median[a] / median[b] - 1):+.2f}%"
 
-    for step in ("eager", "static"):
-        lines.append(f"link cost, {step}: {change(('this tree', step), ('baseline', step))}")
-        lines.append(f"clipping cost, {step}: "
-                     f"{change(('this tree', step + '+clip'), ('this tree', step))}")
+    for clock in ("cpu", "wall"):
+        for step in ("eager", "static"):
+            this, base = ("this tree", f"{step} {clock}"), ("baseline", f"{step} {clock}")
+            clipped = ("this tree", f"{step}+clip {clock}")
+            lines.append(f"{clock} time, {step}: link cost {change(this, base)}, clipping "
+                         f"cost {change(clipped, this)}")
     report = "\n".join(lines)
     print(report)
     if args.out:

@@ -270,19 +270,20 @@ class NumpyOps:
         a reused workspace. ``out`` is a 0-d array of that dtype."""
         xp = self.xp
         work = self.workspace.like("norm_terms", grad)
-        xp.abs(grad, out=work)
         if work.size == 0:
             out[...] = 0
-        elif np.isinf(norm_type):
-            work.max(out=out)
-        elif norm_type == 1:
-            work.sum(out=out)
         elif norm_type == 2:
-            xp.multiply(work, work, out=work)
+            xp.multiply(grad, grad, out=work)
             xp.sqrt(work.sum(out=out), out=out)
         else:
-            xp.power(work, norm_type, out=work)
-            xp.power(work.sum(out=out), 1.0 / norm_type, out=out)
+            xp.abs(grad, out=work)
+            if np.isinf(norm_type):
+                work.max(out=out)
+            elif norm_type == 1:
+                work.sum(out=out)
+            else:
+                xp.power(work, norm_type, out=work)
+                xp.power(work.sum(out=out), 1.0 / norm_type, out=out)
         return out
 
     def clip_by_norm(self, grad, max_norm, norm):
