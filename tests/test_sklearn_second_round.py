@@ -154,10 +154,10 @@ def test_sample_weight_in_fit_partial_fit_and_score(digits):
 def test_zero_weights_train_as_if_the_samples_were_absent(digits):
     X, y = digits
     keep = np.arange(len(X)) % 4 != 0
-    same = dict(hidden_layer_sizes=(16,), max_iter=5, batch_size=5000, shuffle=False,
-                random_state=0, device="cpu")
-    weighted = MLPClassifier(**same).fit(X, y, sample_weight=keep * 1.0)
-    subset = MLPClassifier(**same).fit(X[keep], y[keep])
+    same = dict(hidden_layer_sizes=(16,), max_iter=5, shuffle=False, random_state=0,
+                device="cpu")                  # full batches: the same gradient steps
+    weighted = MLPClassifier(batch_size=len(X), **same).fit(X, y, sample_weight=keep * 1.0)
+    subset = MLPClassifier(batch_size=keep.sum(), **same).fit(X[keep], y[keep])
     np.testing.assert_allclose(weighted.predict_proba(X), subset.predict_proba(X), rtol=1e-9)
 
 
