@@ -44,8 +44,12 @@ class DeviceRows:
         counts = self.indptr[rows + 1] - starts
         total = int(counts.sum())
         if total:
-            first = xp.repeat(xp.cumsum(counts) - counts, counts)  # each row's first entry
-            row_of = xp.repeat(xp.arange(len(rows)), counts)       # the out row of each entry
-            entry = xp.arange(total) - first + xp.repeat(starts, counts)
-            out[row_of, self.indices[entry]] = self.data[entry]
+            ends = xp.cumsum(counts)
+            filled = xp.flatnonzero(counts)                # the rows with entries
+            begin = (ends - counts)[filled]                # where their entries begin
+            marker = xp.zeros(total, dtype=np.int64)
+            marker[begin[1:]] = 1
+            which = xp.cumsum(marker)                      # each entry's filled row
+            entry = xp.arange(total) - begin[which] + starts[filled][which]
+            out[filled[which], self.indices[entry]] = self.data[entry]
         return out
