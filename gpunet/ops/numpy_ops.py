@@ -133,6 +133,11 @@ class NumpyOps:
         self.check_labels(labels, num_classes)
         loss, correct = out if out is not None else (
             xp.empty((), logits.dtype), xp.empty((), np.int64))
+        if not grad.flags.c_contiguous:  # the flat view below needs contiguous rows
+            work = ws.like("xent_grad", grad)
+            result = self.softmax_cross_entropy(logits, labels, work, out=(loss, correct))
+            xp.copyto(grad, work)
+            return result
         best = ws.get("xent_argmax", (batch,), np.int64)
         hit = ws.get("xent_hit", (batch,), np.bool_)
         logits.argmax(axis=1, out=best)
