@@ -267,7 +267,10 @@ def select_gpu(index: int) -> None:
 
 
 def nccl():
-    """CuPy's NCCL bindings (``cupy.cuda.nccl``); ImportError where NCCL is missing."""
+    """CuPy's NCCL bindings (``cupy.cuda.nccl``); ImportError where NCCL is missing: CuPy's
+    module then holds only ``available = False`` (``cupy/cuda/nccl.py``), no functions."""
     from cupy.cuda import nccl as bindings
 
+    if not getattr(bindings, "available", False):
+        raise ImportError("CuPy found no NCCL library (cupy.cuda.nccl.available is False)")
     return bindings
