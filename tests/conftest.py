@@ -20,6 +20,7 @@ and ``gpunet/ops/cupy_ops.py``'s binding of ``cupy``) are reset on the way in an
 box ``get_backend("auto")`` is the CPU). Test modules that bind ``cupy`` at import (the GPU
 test files) are imported with the stand-in installed, its device off.
 """
+import contextlib
 import os
 
 import numpy as np
@@ -44,11 +45,6 @@ def _device_answers() -> bool:
 
 
 USE_STANDIN = MODE == "stand-in" or (MODE == "" and not _device_answers())
-
-
-def on_standin() -> bool:
-    """True while a test runs on the stand-in (not a CUDA device)."""
-    return standin.active()
 
 
 def _require_gpu():
@@ -107,6 +103,24 @@ def fashion_mnist():
     except gn.datasets.DatasetError as exc:
         pytest.skip(f"Fashion-MNIST not on disk (a source checkout ships it in "
                     f"data/fashion-mnist): {exc}")
+
+
+@pytest.fixture
+def relaxed_capture():
+    """A context in which allocating inside a stream capture is allowed, as CuPy's relaxed
+    capture mode allows it on a device (the stand-in refuses it by default: gpunet's rule)."""
+    if standin.active():
+        import cupy
+        return cupy._memory.relaxed_capture
+    return contextlib.nullcontext
+
+
+@pytest.fixture
+def device_size():
+    """``device_size(real, stand_in)``: ``real`` on a device, ``stand_in`` on the stand-in
+    (a size whose emulated run would take minutes, cut to one that still tests the same
+    path: e.g. more elements than one grid of the grid-stride kernels)."""
+    return lambda real, stand_in: stand_in if standin.active() else real
 
 
 @pytest.fixture

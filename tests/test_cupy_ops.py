@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import gpunet as gn
+from standin import active as on_standin
 from gpunet.ops.numpy_ops import NumpyOps
 
 cupy = pytest.importorskip("cupy")
@@ -290,7 +291,11 @@ def test_warmup_compiles_every_kernel():
     gn.warmup()
     for launcher in cupy_ops.LAUNCHERS:
         for name in launcher.SOURCE.kernels:
-            assert launcher.SOURCE.function(name).num_regs > 0
+            kernel = launcher.SOURCE.function(name)
+            if on_standin():  # registers are a device's; the emulator built the kernel
+                assert kernel.kernel.signature(name)
+            else:
+                assert kernel.num_regs > 0
 
 
 @gpu

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import gpunet as gn
+import standin
 from gpunet.data.shard import Shard
 
 HERE = Path(__file__).resolve().parent
@@ -45,11 +46,11 @@ def _needs_mpi():
         pytest.skip("no mpiexec on PATH (pip install mpich)")
 
 
-def _launch(ranks, *args, timeout=90, cwd=None):
+def _launch(ranks, *args, timeout=90, cwd=None, env=None):
     _needs_mpi()
     command = [_mpiexec(), "-n", str(ranks), *map(str, args)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=_env(),
-                          cwd=cwd)
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                          env={**_env(), **(env or {})}, cwd=cwd)
 
 
 def _gpunet(*args):
@@ -172,14 +173,24 @@ def test_cli_error_every_rank_meets_is_printed_once(tmp_path):
     assert job.stderr.count("batch_size 33 is the global batch") == 1, job.stderr
 
 
+def _gpu_job_env(**extra):
+    """The environment of a GPU job's ranks: on the stand-in, two stand-in devices and the
+    stand-in loaded in each rank (``tests/standin.py``)."""
+    if not standin.active():
+        return {}
+    return dict(GPUNET_STANDIN_PROCESS="1", GPUNET_STANDIN_DEVICES="2", **extra)
+
+
 @pytest.mark.gpu
 def test_nccl_path_matches_one_process_on_the_gpu(tmp_path):
     """One rank per GPU the device has (one on a single-GPU machine: the NCCL path, the
-    captured all-reduce included, still runs end to end)."""
+    captured all-reduce included, still runs end to end); on the stand-in two ranks, each
+    on its own stand-in device, NCCL over MPI."""
     import cupy
 
-    ranks = cupy.cuda.runtime.getDeviceCount()
-    job = _launch(ranks, sys.executable, SCRIPT, tmp_path / "dp", "gpu", timeout=300)
+    ranks = 2 if standin.active() else cupy.cuda.runtime.getDeviceCount()
+    job = _launch(ranks, sys.executable, SCRIPT, tmp_path / "dp", "gpu", timeout=300,
+                  env=_gpu_job_env())
     assert job.returncode == 0, job.stderr[-3000:]
     results = json.loads((tmp_path / "dp.json").read_text())
     for graph in ("auto", "off"):
@@ -187,6 +198,22 @@ def test_nccl_path_matches_one_process_on_the_gpu(tmp_path):
         parallel = np.load(tmp_path / f"dp-{graph}.npy")
         assert np.abs(parallel - weights).max() <= 1e-4 * np.abs(weights).max(), graph
         assert round(records[-1]["val_loss"], 3) == round(results[graph][-1]["val_loss"], 3)
+
+
+@pytest.mark.gpu
+def test_missing_nccl_is_a_distributed_error_on_every_rank(tmp_path):
+    """CuPy without NCCL: ``cupy.cuda.nccl`` holds only ``available = False``; every rank
+    raises DistributedError naming the fix, and the job ends (no rank waits for another)."""
+    if not standin.active():
+        pytest.skip("switches NCCL off, which only the stand-in can do")
+    started = time.monotonic()
+    job = _launch(2, sys.executable, SCRIPT, tmp_path / "dp", "gpu", timeout=120,
+                  env=_gpu_job_env(GPUNET_STANDIN_NCCL="off"))
+    assert job.returncode != 0
+    assert job.stderr.count("DistributedError: the GPU engine needs NCCL (CuPy found no NCCL "
+                            "library") == 2, job.stderr[-3000:]
+    assert "pip install nvidia-nccl-cu13" in job.stderr
+    assert time.monotonic() - started < 60
 
 
 # -- gpunet bench --distributed -------------------------------------------------------------

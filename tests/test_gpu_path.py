@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 import gpunet as gn
+from standin import active as on_standin
 from gpunet.ops.numpy_ops import NumpyOps
 
 cupy = pytest.importorskip("cupy")
@@ -626,7 +627,8 @@ def test_fit_on_the_tiled_route_matches_the_cublas_route(ops):
 # -- no host synchronisation in a training step: record it as a CUDA graph ------------------
 @gpu
 @pytest.mark.parametrize("opt_name", list(OPTIMIZERS))
-def test_a_training_step_records_as_a_cuda_graph_and_replays_like_eager_steps(ops, opt_name):
+def test_a_training_step_records_as_a_cuda_graph_and_replays_like_eager_steps(
+        ops, opt_name, relaxed_capture):
     """A step (forward, loss, backward, optimizer) recorded on a capturing stream, which
     refuses host synchronisation and cuBLAS (hence the tiled route), then replayed twice,
     interleaved with eager steps of an identical model, the learning rate halved before the
@@ -666,7 +668,8 @@ def test_a_training_step_records_as_a_cuda_graph_and_replays_like_eager_steps(op
         start = graphed[0].state_dict()
         stream.begin_capture()
         try:
-            graph_loss, handed_out = step(*graphed)
+            with relaxed_capture():
+                graph_loss, handed_out = step(*graphed)
         except Exception as exc:
             with contextlib.suppress(Exception):
                 stream.end_capture()
@@ -754,6 +757,9 @@ CLEAR_INDEX_ERROR = re.compile(
 @pytest.fixture
 def big_ops():
     """A fresh ``CupyOps`` (its workspace dies with the test); device memory freed after."""
+    if on_standin():
+        pytest.skip("needs a real card's memory: each case holds ~20 GB of arrays, which the "
+                    "stand-in would take from the host")
     pool = cupy.get_default_memory_pool()
     pool.free_all_blocks()
     free = cupy.cuda.runtime.memGetInfo()[0]

@@ -2,13 +2,20 @@
 train a small MLP with ``fit`` and save the weights and history of each graph mode.
 
     python train_script.py OUT DEVICE [fail]
+
+With ``GPUNET_STANDIN_PROCESS=1`` the GPU is the CuPy stand-in (``tests/standin.py``).
 """
 import json
+import os
 import sys
 
 import numpy as np
 
-import gpunet as gn
+if os.environ.get("GPUNET_STANDIN_PROCESS") == "1":
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import standin  # noqa: F401  (makes the stand-in this process's cupy)
+
+import gpunet as gn  # noqa: E402
 
 STEPS_DATA = dict(n=2001, features=12, classes=3)  # 2001 rows: a smaller last batch
 EPOCHS, BATCH = 4, 32  # 63 steps an epoch, 252 steps
