@@ -16,7 +16,13 @@ import math
 import warnings
 from typing import Any
 
-TILED = ((math.inf, "tiled"),)  # CuPy refuses cuBLAS while a stream captures
+# CuPy 14.2 refuses cuBLAS while the current stream captures, on every path to it: a float
+# cupy.matmul/dot ends in cublas.gemmEx (cupy/_core/_routines_linalg.pyx line 775), whose
+# wrapper (cupy_backends/cuda/libs/cublas.pyx line 1639) first calls _setStream (line 666),
+# and setStream (lines 642-652) raises NotImplementedError on a capturing stream; so do the
+# other GEMM wrappers there. Only products that reach no cuBLAS (integer, empty, 1 x 1)
+# capture. Hence a captured step's GEMMs are the tiled kernel's.
+TILED = ((math.inf, "tiled"),)
 TRIALS = 5  # steps timed each way before graph="auto" chooses
 
 
