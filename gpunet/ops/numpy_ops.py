@@ -135,7 +135,9 @@ class NumpyOps:
             xp.empty((), logits.dtype), xp.empty((), np.int64))
         if not grad.flags.c_contiguous:  # the flat view below needs contiguous rows
             work = ws.like("xent_grad", grad)
-            result = self.softmax_cross_entropy(logits, labels, work, out=(loss, correct))
+            result = self.softmax_cross_entropy(logits, labels, work, (loss, correct),
+                                                weight=weight, sample_weight=sample_weight,
+                                                label_smoothing=label_smoothing)
             xp.copyto(grad, work)
             return result
         best = ws.get("xent_argmax", (batch,), np.int64)
