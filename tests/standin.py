@@ -139,8 +139,12 @@ def installed(present: bool = True):
 
 
 def activate_for_process() -> None:
-    """Make the stand-in this process's ``cupy`` for good (an MPI rank of a test job,
-    started with ``GPUNET_TEST_CUDA=stand-in``)."""
+    """Make the stand-in this process's ``cupy`` for good (an MPI rank of a test job);
+    measured by coverage.py where ``COVERAGE_PROCESS_START`` names its configuration
+    (``benchmarks/gpu_coverage.py``)."""
+    if os.environ.get("COVERAGE_PROCESS_START"):
+        import coverage
+        coverage.process_startup()
     _install()
     from cupy import _device
     _device.switch.present = True

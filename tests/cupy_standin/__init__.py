@@ -18,7 +18,8 @@ from ._routines import (all, allclose, amax, amin, any, arange, argmax, argmin, 
                         argsort, array, array_equal, asarray, ascontiguousarray, asnumpy,
                         broadcast_to, clip, concatenate, copyto, count_nonzero, cumsum, dot,
                         empty, empty_like, expand_dims, eye, flatnonzero, full, full_like,
-                        get_array_module, isclose, linspace, matmul, max, mean, min, nonzero,
+                        get_array_module, isclose, linspace, matmul, max, may_share_memory, mean,
+                        min, nonzero, shares_memory,
                         ones, ones_like, prod, ravel, repeat, reshape, sort, squeeze, stack,
                         std, sum, take, transpose, var, where, zeros, zeros_like)
 from ._ufuncs import *  # noqa: F401,F403

@@ -399,12 +399,13 @@ def zeros(a) -> np.ndarray:
 
 def _binary(name, reflected=False, inplace=False):
     def method(self, other):
-        from . import _ufuncs
+        from . import _routines, _ufuncs
+        function = getattr(_routines if name == "matmul" else _ufuncs, name)
         if inplace:
-            return getattr(_ufuncs, name)(self, other, out=self)
+            return function(self, other, out=self)
         if reflected:
-            return getattr(_ufuncs, name)(other, self)
-        return getattr(_ufuncs, name)(self, other)
+            return function(other, self)
+        return function(self, other)
     return method
 
 

@@ -191,6 +191,24 @@ def where(condition, x=None, y=None):
     return new_result(shape, dtype, lambda out: np.copyto(out, np.where(*parts)))
 
 
+def may_share_memory(a, b, max_work=None):
+    """Whether the memory bounds overlap (``cupy/_misc/memory_ranges.py`` line 9: host-side
+    arithmetic on the pointers, no device access)."""
+    if max_work is not None:
+        raise NotImplementedError('Only supported for `max_work` is `None`')
+    return bool(np.may_share_memory(a._a, b._a))
+
+
+def shares_memory(a, b, max_work=None):
+    """Exact overlap: CuPy runs a kernel and reads the answer on the host (line 32)."""
+    if a is b and a.size != 0:
+        return True
+    if max_work == 'MAY_SHARE_BOUNDS':
+        return may_share_memory(a, b)
+    _memory.check_transfer("D2H transfers")
+    return bool(np.shares_memory(a._a, b._a))
+
+
 def _host_count(what):
     """A result whose size depends on the values: CuPy reads a count on the host."""
     _memory.check_transfer(what)
