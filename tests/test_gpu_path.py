@@ -15,7 +15,7 @@ falls back).
 - int32 and int64 labels, bad labels of both widths, NaN and +-inf logits.
 - The tiled GEMM route inside whole training runs (a loop and ``fit``), cuBLAS refused.
 - One training step recorded as a CUDA graph (no host synchronisation) and replayed.
-- Adam and AdamW against ``torch.optim`` over 1,000 steps.
+- Adam, AdamW and SGD against ``torch.optim`` over 1,000 steps.
 """
 import contextlib
 import math
@@ -744,6 +744,47 @@ def test_adam_matches_pytorch_over_1000_steps(ops, kind, weight_decay):
     assert np.isfinite(got).all() and error <= 1e-6 * scale, (
         f"GPU {kind} is {error:.3g} ({error / scale:.2g} of the parameter scale {scale:.3g}) "
         f"away from torch.optim.{kind} after {steps} steps; allowed 1e-6 of the scale")
+
+
+# -- SGD against PyTorch over 1,000 steps ---------------------------------------------------
+@gpu
+@pytest.mark.parametrize("momentum,nesterov,weight_decay",
+                         [(0.0, False, 0.0), (0.9, False, 1e-2), (0.9, True, 1e-2)])
+def test_sgd_matches_pytorch_over_1000_steps(ops, momentum, nesterov, weight_decay):
+    """The fused SGD kernel against ``torch.optim.SGD`` (CPU, float32) to 1e-6 of the
+    parameter scale, gradients keeping their sign per element so the steps add up (the
+    parameters move ~1 and momentum builds); a wrong momentum, decay or Nesterov term is a
+    relative error of every step and grows far past that."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(83)
+    n, steps, lr = 4099, 1000, 1e-3
+    start = normal(rng, n, scale=0.5)
+    sign = np.where(rng.random(n) < 0.5, -1.0, 1.0).astype(np.float32)
+    grads = (sign * (1 + 0.5 * rng.uniform(-1, 1, size=(steps, n)))).astype(np.float32)
+
+    reference = torch.tensor(start.copy(), requires_grad=True)
+    torch_optimizer = torch.optim.SGD([reference], lr=lr, momentum=momentum, nesterov=nesterov,
+                                      weight_decay=weight_decay, foreach=False)
+    for g in grads:
+        reference.grad = torch.from_numpy(g.copy())
+        torch_optimizer.step()
+    want = reference.detach().numpy().copy()
+
+    param = gn.Parameter(cupy.asarray(start))
+    optimizer = gn.optim.SGD([param], lr=lr, momentum=momentum, nesterov=nesterov,
+                             weight_decay=weight_decay)
+    device_grads = cupy.asarray(grads)
+    with fused_only():
+        for t in range(steps):
+            param.grad[...] = device_grads[t]
+            optimizer.step()
+    got = host(param.data)
+    scale = float(np.abs(want).max())
+    assert np.abs(want - start).max() > 0.5, "the parameters barely moved: a vacuous test"
+    error = float(np.abs(got - want).max())
+    assert np.isfinite(got).all() and error <= 1e-6 * scale, (
+        f"GPU SGD is {error:.3g} ({error / scale:.2g} of the parameter scale {scale:.3g}) away "
+        f"from torch.optim.SGD after {steps} steps; allowed 1e-6 of the scale")
 
 
 # -- past the int32 index range (last in the file: ~20 GB each, a crash ends the session) ---
