@@ -1,10 +1,13 @@
 """How much of the GPU path the GPU tests execute on the CuPy stand-in.
 
-    python benchmarks/gpu_coverage.py [extra pytest arguments]
+    python benchmarks/gpu_coverage.py [--all] [extra pytest arguments]
 
-Runs ``GPUNET_TEST_CUDA=stand-in python -m pytest -m gpu`` under coverage.py (the MPI ranks
-of the data-parallel test too) with the CPU emulator's kernels built for gcov, then prints,
-per file, the lines executed and the lines missed, of
+Runs the GPU tests on the stand-in (``python -m pytest -m gpu`` with
+``GPUNET_TEST_CUDA=stand-in-subset``: the default subset, whose left-out cases are larger
+sizes of the same paths; ``--all``: every GPU test, several times slower with gcov's
+unoptimised kernels) under coverage.py, the MPI ranks of the data-parallel test included,
+with the CPU emulator's kernels built for gcov. It prints, per file, the lines executed and
+the lines missed, of
 
 - ``kernels/*.cu``, run by the emulator (``tests/cuda_emulator/coverage.py``), and
 - the GPU-only Python: ``gpunet/ops/cupy_ops.py``, ``ops/kernels.py``, ``ops/launchers/``,
@@ -48,8 +51,10 @@ def run_tests(folder: Path, pytest_args: list[str]) -> int:
     rc = folder / "coveragerc"
     rc.write_text(f"[run]\nparallel = True\ndata_file = {folder / 'python.coverage'}\n"
                   f"source = {ROOT / 'gpunet'}\n")
-    env = dict(os.environ, GPUNET_TEST_CUDA="stand-in", COVERAGE_PROCESS_START=str(rc),
-               GPUNET_EMULATOR_COVERAGE=str(folder / "kernels"))
+    every = "--all" in pytest_args
+    env = dict(os.environ, GPUNET_TEST_CUDA="stand-in" if every else "stand-in-subset",
+               COVERAGE_PROCESS_START=str(rc), GPUNET_EMULATOR_COVERAGE=str(folder / "kernels"))
+    pytest_args = [a for a in pytest_args if a != "--all"]
     done = subprocess.run([sys.executable, "-m", "coverage", "run", f"--rcfile={rc}", "-m",
                            "pytest", "-q", "-p", "no:cacheprovider", "-m", "gpu", *pytest_args],
                           cwd=ROOT, env=env)

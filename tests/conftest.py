@@ -6,9 +6,12 @@ Where the GPU tests run (``GPUNET_TEST_CUDA``):
 
 - unset: a CUDA device where one answers; else the CuPy stand-in (``tests/cupy_standin``:
   NumPy and the CPU emulator of ``kernels/*.cu`` behind CuPy's interface) for the GPU tests
-  of the default subset (:data:`FULL_ONLY` lists what stays out of it, to keep the plain
-  run short); the others skip saying how to run them.
+  of the default subset (:data:`FULL_ONLY` lists what stays out of it: larger sizes and
+  longer runs of paths the subset takes, to keep the plain run short); the others skip
+  saying how to run them.
 - ``stand-in``: every GPU test on the stand-in (``GPUNET_TEST_CUDA=stand-in pytest -m gpu``).
+- ``stand-in-subset``: the default subset on the stand-in, even where a device answers
+  (``benchmarks/gpu_coverage.py``: the sizes left out add no lines).
 - ``device``: a CUDA device only (GPU tests skip without one).
 
 How the stand-in is activated: per test. The GPU tests (marked ``gpu``, which the
@@ -21,6 +24,7 @@ box ``get_backend("auto")`` is the CPU). Test modules that bind ``cupy`` at impo
 test files) are imported with the stand-in installed, its device off.
 """
 import contextlib
+import fnmatch
 import os
 
 import numpy as np
@@ -29,13 +33,32 @@ import pytest
 import gpunet as gn
 import standin
 
-MODES = ("stand-in", "device")
+MODES = ("stand-in", "stand-in-subset", "device")
 MODE = os.environ.get("GPUNET_TEST_CUDA", "")
-if MODE not in MODES + ("",):
-    raise pytest.UsageError(f"GPUNET_TEST_CUDA must be one of {MODES} or unset, got {MODE!r}")
-# GPU tests left out of the default run's stand-in subset (node-id prefixes): they run with
-# GPUNET_TEST_CUDA=stand-in (and on a device).
-FULL_ONLY: tuple = ()
+# GPU tests left out of the stand-in's default subset (node-id patterns), each a larger size
+# or a longer run of a path the subset takes; they run with GPUNET_TEST_CUDA=stand-in.
+FULL_ONLY = (
+    # larger sizes of the paths the subset takes at small ones
+    "tests/test_cupy_ops.py::test_softmax_cross_entropy[*-40000-*]",
+    "tests/test_cupy_ops.py::test_*_update[5000000-*]",
+    "tests/test_gpu_path.py::test_loss_at_batch_1_and_65536_*[65536-*]",
+    "tests/test_gpu_path.py::test_linear_ops_at_batch_1_and_65536[*-65536-*]",
+    # longer runs, and what other tests of the subset take (test_gemm_emulated.py runs every
+    # tile configuration of gemm.cu on the emulator)
+    "tests/test_gpu_path.py::test_adam_matches_pytorch_over_1000_steps[Adam-0.0]",
+    "tests/test_gpu_gemm.py::test_every_configuration_instantiation_and_split[*]",
+    "tests/test_gpu_gemm.py::test_training_products_on_this_device_repeat_*",
+    "tests/test_optim.py::test_adam_bias_correction_matches_pytorch_over_1000_steps[gpu-*]",
+    "tests/test_gradcheck.py::test_directional_catches_one_wrong_entry_of_*[gpu-*]",
+    "tests/test_lecture.py::test_one_hidden_layer_fits_sine[gpu]",
+    "tests/test_sklearn.py::test_an_estimator_trains_and_pickles_on_every_backend[gpu]",
+)
+
+
+def _full_only(nodeid: str) -> bool:
+    """Whether a pattern of FULL_ONLY matches (``[`` there is literal, not fnmatch's set)."""
+    return any(fnmatch.fnmatchcase(nodeid, pattern.replace("[", "[[]"))
+               for pattern in FULL_ONLY)
 
 
 def _device_answers() -> bool:
@@ -44,13 +67,26 @@ def _device_answers() -> bool:
     return ok
 
 
-USE_STANDIN = MODE == "stand-in" or (MODE == "" and not _device_answers())
+USE_STANDIN = MODE.startswith("stand-in") or (MODE == "" and not _device_answers())
+SUBSET = MODE != "stand-in"
+STANDIN_UNUSABLE = standin.unusable() if USE_STANDIN else None
+USE_STANDIN = USE_STANDIN and not STANDIN_UNUSABLE
+
+
+def pytest_configure(config):
+    if MODE not in MODES + ("",):
+        raise pytest.UsageError(f"GPUNET_TEST_CUDA must be one of {MODES} or unset, got "
+                                f"{MODE!r}")
+    if STANDIN_UNUSABLE and MODE.startswith("stand-in"):
+        raise pytest.UsageError(f"GPUNET_TEST_CUDA={MODE}, but {STANDIN_UNUSABLE}")
 
 
 def _require_gpu():
     ok, reason = gn.gpu_status()
     if not ok:
-        pytest.skip(f"GPU backend unavailable: {reason}")
+        pytest.skip(f"GPU backend unavailable: {reason}" + (
+            f"; the CuPy stand-in cannot stand in: {STANDIN_UNUSABLE}" if STANDIN_UNUSABLE
+            else ""))
 
 
 @pytest.fixture(params=["cpu", pytest.param("gpu", marks=pytest.mark.gpu)])
@@ -87,9 +123,9 @@ def pytest_runtest_protocol(item, nextitem):
 def pytest_runtest_setup(item):
     if not _on_gpu(item):
         return
-    if USE_STANDIN and MODE == "" and item.nodeid.startswith(FULL_ONLY):
-        pytest.skip("left out of the default run's stand-in subset (time); run it with "
-                    "GPUNET_TEST_CUDA=stand-in python -m pytest -m gpu")
+    if USE_STANDIN and SUBSET and _full_only(item.nodeid):
+        pytest.skip("a larger size or a longer run than the stand-in's default subset takes; "
+                    "run it with GPUNET_TEST_CUDA=stand-in python -m pytest -m gpu")
     if "backend" not in item.fixturenames:
         _require_gpu()
 
@@ -113,14 +149,6 @@ def relaxed_capture():
         import cupy
         return cupy._memory.relaxed_capture
     return contextlib.nullcontext
-
-
-@pytest.fixture
-def device_size():
-    """``device_size(real, stand_in)``: ``real`` on a device, ``stand_in`` on the stand-in
-    (a size whose emulated run would take minutes, cut to one that still tests the same
-    path: e.g. more elements than one grid of the grid-stride kernels)."""
-    return lambda real, stand_in: stand_in if standin.active() else real
 
 
 @pytest.fixture

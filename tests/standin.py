@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -42,6 +43,21 @@ def _load():
     sys.modules["cupy"] = module
     spec.loader.exec_module(module)
     import cupy.cuda.nccl  # noqa: F401  (loaded now, so it is swapped with the rest)
+
+
+def unusable() -> str | None:
+    """Why the stand-in cannot run kernels here, or None: it needs g++ and the CPU
+    emulator's ``compile_module`` (``tests/cuda_emulator``)."""
+    if shutil.which("g++") is None:
+        return "g++ is not installed: the CPU emulator cannot build kernels/*.cu"
+    tests = str(PACKAGE.parent)
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    try:
+        from cuda_emulator import compile_module  # noqa: F401
+    except ImportError as exc:
+        return f"the CPU emulator of kernels/*.cu cannot be loaded ({exc})"
+    return None
 
 
 def active() -> bool:

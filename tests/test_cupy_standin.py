@@ -141,6 +141,8 @@ def test_the_legacy_stream_and_a_blocking_capture(cp):
 
 
 def test_a_kernel_launch_is_recorded_with_its_scalars_frozen(cp, stream):
+    if standin.unusable():
+        pytest.skip(standin.unusable())
     from gpunet.ops.launchers import optim
     param, grad = cp.ones(5, np.float32), cp.ones(5, np.float32)
     lr = cp.full(1, 0.5, np.float32)
