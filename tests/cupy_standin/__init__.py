@@ -14,14 +14,16 @@ from . import _errors
 from ._kernels import RawKernel, RawModule  # noqa: F401
 from ._memory import OutOfMemoryError, pinned_pool as _pinned_pool, pool as _pool  # noqa: F401
 from ._ndarray import ndarray  # noqa: F401
-from ._routines import (all, allclose, amax, amin, any, arange, argmax, argmin,  # noqa: F401
-                        argsort, array, array_equal, asarray, ascontiguousarray, asnumpy,
-                        broadcast_to, clip, concatenate, copyto, count_nonzero, cumsum, dot,
-                        empty, empty_like, expand_dims, eye, flatnonzero, full, full_like,
-                        get_array_module, isclose, linspace, matmul, max, may_share_memory, mean,
-                        min, nonzero, shares_memory,
-                        ones, ones_like, prod, ravel, repeat, reshape, sort, squeeze, stack,
-                        std, sum, take, transpose, var, where, zeros, zeros_like)
+from ._creation import (arange, array, asarray, ascontiguousarray, asnumpy,  # noqa: F401
+                        empty, empty_like, eye, full, full_like, get_array_module, linspace,
+                        ones, ones_like, zeros, zeros_like)
+from ._gemm import dot, matmul  # noqa: F401
+from ._routines import (all, allclose, amax, amin, any, argmax, argmin,  # noqa: F401
+                        argsort, array_equal, broadcast_to, clip, concatenate, copyto,
+                        count_nonzero, cumsum, expand_dims, flatnonzero, isclose, max,
+                        may_share_memory, mean, min, nonzero, prod, ravel, repeat, reshape,
+                        shares_memory, sort, squeeze, stack, std, sum, take, transpose, var,
+                        where)
 from ._ufuncs import *  # noqa: F401,F403
 from ._ufuncs import abs, bitwise_not, ufunc  # noqa: F401
 from . import cuda, random, _core  # noqa: F401

@@ -64,9 +64,6 @@ class MemoryPointer:
     def __int__(self):
         return self.ptr
 
-    def __add__(self, offset: int):
-        return MemoryPointer(self.mem, self.offset + offset)
-
 
 class MemoryPool:
     """``cupy.get_default_memory_pool()``: counts the bytes of live arrays; a limit makes

@@ -149,11 +149,10 @@ class ndarray:
                 and any(isinstance(k, np.ndarray) and k.dtype == bool for k in index):
             _memory.check_transfer("synchronous API calls")  # the mask's count, read on the host
         probe = zeros(self)[index]
-        from ._routines import new_result
-        return new_result(probe.shape, self.dtype, lambda out: np.copyto(out, self._a[index]))
+        return _creation.new_result(probe.shape, self.dtype,
+                                    lambda out: np.copyto(out, self._a[index]))
 
     def __setitem__(self, key, value):
-        from ._routines import to_device_operand
         index = key if is_basic_index(key) else host_index(key)
         target = self._a
         if isinstance(value, ndarray):
@@ -166,7 +165,7 @@ class ndarray:
                 raise ValueError('non-scalar numpy.ndarray cannot be used for fill')
             _streams.issue(lambda: target.__setitem__(index, value))
             return
-        source = to_device_operand(value, self.dtype)
+        source = _creation.to_device_operand(value, self.dtype)
         _streams.issue(lambda: target.__setitem__(index, source))
 
     def __len__(self):
@@ -181,28 +180,27 @@ class ndarray:
 
     # -- copies and host transfers ---------------------------------------------------------
     def _copy_then(self, reshape):
-        from ._routines import new_result
         shape = reshape(zeros(self)).shape
-        return new_result(shape, self.dtype, lambda out: np.copyto(out, reshape(self._a)))
+        return _creation.new_result(shape, self.dtype,
+                                    lambda out: np.copyto(out, reshape(self._a)))
+
+    def _layout(self, order) -> str:
+        """The memory order of a copy: 'F' for F, or for A/K of a Fortran-only array."""
+        fortran = self._a.flags.f_contiguous and not self._a.flags.c_contiguous
+        return 'F' if order == 'F' or order in 'AK' and fortran else 'C'
 
     def copy(self, order='C'):
-        from ._routines import new_result
-        return new_result(self.shape, self.dtype, lambda out: np.copyto(out, self._a),
-                          order='F' if order == 'F' or order in 'AK' and
-                          self._a.flags.f_contiguous and not self._a.flags.c_contiguous
-                          else 'C')
+        return _creation.new_result(self.shape, self.dtype, lambda out: np.copyto(out, self._a),
+                                    order=self._layout(order))
 
     def astype(self, dtype, order='K', casting=None, subok=None, copy=True):
         dtype = np.dtype(dtype)
         if not copy and dtype == self.dtype:
             return self
-        from ._routines import new_result
         np.empty(0, self.dtype).astype(dtype, casting=casting or 'unsafe')  # validates
-        return new_result(self.shape, dtype, lambda out: np.copyto(out, self._a,
-                                                                   casting='unsafe'),
-                          order='F' if order == 'F' or order in 'AK' and
-                          self._a.flags.f_contiguous and not self._a.flags.c_contiguous
-                          else 'C')
+        return _creation.new_result(
+            self.shape, dtype, lambda out: np.copyto(out, self._a, casting='unsafe'),
+            order=self._layout(order))
 
     def fill(self, value):
         if isinstance(value, ndarray):
@@ -296,12 +294,10 @@ class ndarray:
         return self.copy()
 
     def __reduce__(self):
-        from ._routines import array
-        return array, (self.get(order="A"),)
+        return _creation.array, (self.get(order="A"),)
 
     # -- NumPy interoperation (cupy/_core/core.pyx lines 1969-2046) --------------------------
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        from . import _ufuncs
         if method != '__call__' or not isinstance(getattr(_ufuncs, ufunc.__name__, None),
                                                   _ufuncs.ufunc):
             return NotImplemented
@@ -313,8 +309,8 @@ class ndarray:
         return getattr(_ufuncs, ufunc.__name__)(*inputs, **kwargs)
 
     def __array_function__(self, func, types, args, kwargs):
-        from . import _routines
-        own = getattr(_routines, func.__name__, None)
+        own = next((getattr(m, func.__name__) for m in (_routines, _creation, _gemm)
+                    if hasattr(m, func.__name__)), None)
         if own is None or func.__module__ not in ('numpy', 'numpy.linalg') or \
                 not all(issubclass(t, ndarray) for t in types):
             return NotImplemented
@@ -322,72 +318,55 @@ class ndarray:
 
     # -- reductions and other methods --------------------------------------------------------
     def sum(self, axis=None, dtype=None, out=None, keepdims=False):
-        from ._routines import sum as sum_
-        return sum_(self, axis, dtype, out, keepdims)
+        return _routines.sum(self, axis, dtype, out, keepdims)
 
     def mean(self, axis=None, dtype=None, out=None, keepdims=False):
-        from ._routines import mean
-        return mean(self, axis, dtype, out, keepdims)
+        return _routines.mean(self, axis, dtype, out, keepdims)
 
     def max(self, axis=None, out=None, keepdims=False):
-        from ._routines import amax
-        return amax(self, axis, out, keepdims)
+        return _routines.amax(self, axis, out, keepdims)
 
     def min(self, axis=None, out=None, keepdims=False):
-        from ._routines import amin
-        return amin(self, axis, out, keepdims)
+        return _routines.amin(self, axis, out, keepdims)
 
     def argmax(self, axis=None, out=None, dtype=None, keepdims=False):
-        from ._routines import argmax
-        return argmax(self, axis, dtype, out, keepdims)
+        return _routines.argmax(self, axis, dtype, out, keepdims)
 
     def argmin(self, axis=None, out=None, dtype=None, keepdims=False):
-        from ._routines import argmin
-        return argmin(self, axis, dtype, out, keepdims)
+        return _routines.argmin(self, axis, dtype, out, keepdims)
 
     def all(self, axis=None, out=None, keepdims=False):
-        from ._routines import all as all_
-        return all_(self, axis, out, keepdims)
+        return _routines.all(self, axis, out, keepdims)
 
     def any(self, axis=None, out=None, keepdims=False):
-        from ._routines import any as any_
-        return any_(self, axis, out, keepdims)
+        return _routines.any(self, axis, out, keepdims)
 
     def prod(self, axis=None, dtype=None, out=None, keepdims=False):
-        from ._routines import prod
-        return prod(self, axis, dtype, out, keepdims)
+        return _routines.prod(self, axis, dtype, out, keepdims)
 
     def cumsum(self, axis=None, dtype=None, out=None):
-        from ._routines import cumsum
-        return cumsum(self, axis, dtype, out)
+        return _routines.cumsum(self, axis, dtype, out)
 
     def var(self, axis=None, dtype=None, out=None, ddof=0, keepdims=False):
-        from ._routines import var
-        return var(self, axis, dtype, out, ddof, keepdims)
+        return _routines.var(self, axis, dtype, out, ddof, keepdims)
 
     def std(self, axis=None, dtype=None, out=None, ddof=0, keepdims=False):
-        from ._routines import std
-        return std(self, axis, dtype, out, ddof, keepdims)
+        return _routines.std(self, axis, dtype, out, ddof, keepdims)
 
     def clip(self, min=None, max=None, out=None):
-        from ._routines import clip
-        return clip(self, min, max, out)
+        return _routines.clip(self, min, max, out)
 
     def nonzero(self):
-        from ._routines import nonzero
-        return nonzero(self)
+        return _routines.nonzero(self)
 
     def dot(self, b, out=None):
-        from ._routines import dot
-        return dot(self, b, out)
+        return _gemm.dot(self, b, out)
 
     def take(self, indices, axis=None, out=None):
-        from ._routines import take
-        return take(self, indices, axis, out)
+        return _routines.take(self, indices, axis, out)
 
     def repeat(self, repeats, axis=None):
-        from ._routines import repeat
-        return repeat(self, repeats, axis)
+        return _routines.repeat(self, repeats, axis)
 
 
 def zeros(a) -> np.ndarray:
@@ -399,8 +378,7 @@ def zeros(a) -> np.ndarray:
 
 def _binary(name, reflected=False, inplace=False):
     def method(self, other):
-        from . import _routines, _ufuncs
-        function = getattr(_routines if name == "matmul" else _ufuncs, name)
+        function = getattr(_gemm if name == "matmul" else _ufuncs, name)
         if inplace:
             return function(self, other, out=self)
         if reflected:
@@ -411,7 +389,6 @@ def _binary(name, reflected=False, inplace=False):
 
 def _unary(name):
     def method(self):
-        from . import _ufuncs
         return getattr(_ufuncs, name)(self)
     return method
 
@@ -432,3 +409,5 @@ for _dunder, _ufunc in [("neg", "negative"), ("pos", "positive"), ("abs", "absol
                         ("invert", "invert")]:
     setattr(ndarray, f"__{_dunder}__", _unary(_ufunc))
 ndarray.__module__ = "cupy"
+
+from . import _creation, _gemm, _routines, _ufuncs  # noqa: E402  (they build on ndarray)

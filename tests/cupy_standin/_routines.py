@@ -1,4 +1,4 @@
-"""CuPy's array functions (creation, copies, indexing, reductions, GEMM) over the stand-in's
+"""CuPy's array functions (copies, indexing, reductions, comparisons) over the stand-in's
 arrays, with CuPy 14.2's signatures. Each reads and writes device memory through the stream,
 so a capture records it; each result is a new allocation (refused inside a capture)."""
 from __future__ import annotations
@@ -9,137 +9,9 @@ import numpy as np
 from numpy.lib.array_utils import normalize_axis_tuple
 
 from . import _memory, _streams
+from ._creation import from_host, new_result
 from ._ndarray import ndarray
 from ._ufuncs import operand
-
-COMPUTE_TYPE_TBD, COMPUTE_TYPE_DEFAULT, COMPUTE_TYPE_PEDANTIC = 0, 1, 2
-COMPUTE_TYPE_FP16, COMPUTE_TYPE_FP32, COMPUTE_TYPE_FP64 = 3, 4, 5
-COMPUTE_TYPE_BF16, COMPUTE_TYPE_TF32 = 6, 7
-
-
-def new_result(shape, dtype, fill, order='C'):
-    """A new array (allocated now) whose contents ``fill(numpy_view)`` writes on the stream."""
-    out = ndarray(shape, dtype, order=order)
-    target = out._a
-    _streams.issue(lambda: fill(target))
-    return out
-
-
-def from_host(values: np.ndarray, what="H2D transfers"):
-    """A device copy of host ``values`` (a transfer CuPy refuses inside a capture)."""
-    _memory.check_transfer(what)
-    out = ndarray(values.shape, values.dtype)
-    out._a[...] = values
-    return out
-
-
-def to_device_operand(value, dtype):
-    """A value written into a device array: a device array's view or a host copy."""
-    if isinstance(value, ndarray):
-        return value._a
-    if isinstance(value, (np.ndarray, list, tuple)):
-        _memory.check_transfer("H2D transfers")
-    return np.array(value, dtype=dtype)
-
-
-# -- creation ---------------------------------------------------------------------------------
-def empty(shape, dtype=float, order='C'):
-    return ndarray(shape, dtype, order=order)
-
-
-def _filled(shape, dtype, value, order='C'):
-    out = ndarray(shape, dtype, order=order)
-    out.fill(value)
-    return out
-
-
-def zeros(shape, dtype=float, order='C'):
-    return _filled(shape, dtype, 0, order)
-
-
-def ones(shape, dtype=float, order='C'):
-    return _filled(shape, dtype, 1, order)
-
-
-def full(shape, fill_value, dtype=None, order='C'):
-    if dtype is None:
-        dtype = fill_value.dtype if isinstance(fill_value, ndarray) else \
-            np.array(fill_value).dtype
-    return _filled(shape, dtype, fill_value, order)
-
-
-def _like(a, dtype, order, shape):
-    order = 'F' if order == 'F' or order in 'AK' and a.flags.f_contiguous \
-        and not a.flags.c_contiguous else 'C'
-    return (a.shape if shape is None else shape), (a.dtype if dtype is None else dtype), order
-
-
-def empty_like(prototype, dtype=None, order='K', subok=None, shape=None):
-    return empty(*_like(prototype, dtype, order, shape))
-
-
-def zeros_like(a, dtype=None, order='K', subok=None, shape=None):
-    return zeros(*_like(a, dtype, order, shape))
-
-
-def ones_like(a, dtype=None, order='K', subok=None, shape=None):
-    return ones(*_like(a, dtype, order, shape))
-
-
-def full_like(a, fill_value, dtype=None, order='K', subok=None, shape=None):
-    shape, dtype, order = _like(a, dtype, order, shape)
-    return full(shape, fill_value, dtype, order)
-
-
-def arange(start, stop=None, step=1, dtype=None):
-    values = np.arange(start, stop, step, dtype=dtype)
-    return new_result(values.shape, values.dtype, lambda out: np.copyto(out, values))
-
-
-def linspace(start, stop, num=50, endpoint=True, retstep=False, dtype=None, axis=0):
-    values = np.linspace(start, stop, num, endpoint, retstep, dtype, axis)
-    if retstep:
-        values, step = values
-        return new_result(values.shape, values.dtype, lambda out: np.copyto(out, values)), step
-    return new_result(values.shape, values.dtype, lambda out: np.copyto(out, values))
-
-
-def eye(N, M=None, k=0, dtype=float, order='C'):
-    values = np.eye(N, M, k, dtype, order)
-    return new_result(values.shape, values.dtype, lambda out: np.copyto(out, values))
-
-
-def array(obj, dtype=None, copy=True, order='K', subok=False, ndmin=0, *, blocking=False):
-    if isinstance(obj, ndarray):
-        out = obj.astype(obj.dtype if dtype is None else dtype, copy=bool(copy))
-        return out if out.ndim >= ndmin else out.reshape((1,) * (ndmin - out.ndim) + out.shape)
-    return from_host(np.array(obj, dtype=dtype, order=order, ndmin=ndmin))
-
-
-def asarray(a, dtype=None, order=None, *, blocking=False):
-    if isinstance(a, ndarray):
-        return a if dtype is None or np.dtype(dtype) == a.dtype else a.astype(dtype)
-    return from_host(np.asarray(a, dtype=dtype, order=order))
-
-
-def ascontiguousarray(a, dtype=None):
-    a = asarray(a, dtype)
-    return a if a.flags.c_contiguous else a.copy()
-
-
-def asnumpy(a, stream=None, order='C', out=None, *, blocking=True):
-    if isinstance(a, ndarray):
-        return a.get(stream=stream, order=order, out=out, blocking=blocking)
-    values = np.asarray(a, order=order)
-    if out is not None:
-        out[...] = values
-        return out
-    return values
-
-
-def get_array_module(*args):
-    import cupy
-    return cupy if builtins.any(isinstance(a, ndarray) for a in args) else np
 
 
 # -- copies and indexing ----------------------------------------------------------------------
@@ -283,7 +155,8 @@ def _reduction(function, a, axis, out, keepdims, **kwargs):
     shape = tuple(1 if i in axes else d for i, d in enumerate(a.shape)) if keepdims \
         else tuple(d for i, d in enumerate(a.shape) if i not in axes)
     with np.errstate(all='ignore'):
-        dtype = np.asarray(function(np.zeros((1,) * builtins.max(a.ndim, 1), a.dtype), **kwargs)).dtype
+        probe = np.zeros((1,) * builtins.max(a.ndim, 1), a.dtype)
+        dtype = np.asarray(function(probe, **kwargs)).dtype
     source = a._a
 
     def fill(target):
@@ -404,98 +277,3 @@ def isclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
     parts = [operand(v) for v in (a, b)]
     return new_result(_ufuncs.broadcast_shape([a, b]), np.bool_, lambda out: np.copyto(
         out, np.isclose(*parts, rtol=rtol, atol=atol, equal_nan=equal_nan)))
-
-
-# -- GEMM: cuBLAS, as CuPy calls it ---------------------------------------------------------
-class _ComputeTypes:
-    """``cupy._core.set_compute_type``'s state (``_routines_linalg.pyx`` lines 40-86)."""
-
-    by_dtype: dict = {}
-
-
-def set_compute_type(dtype, compute_type):
-    if compute_type not in range(8):
-        raise ValueError(f'Unknown compute type: {compute_type}')
-    _ComputeTypes.by_dtype[np.dtype(dtype)] = compute_type
-
-
-def get_compute_type(dtype):
-    """``_routines_linalg.pyx`` lines 448-457: unset means DEFAULT, or TF32 for float32
-    when ``CUPY_TF32=1``."""
-    import os
-    dtype = np.dtype(dtype)
-    if _ComputeTypes.by_dtype.get(dtype, COMPUTE_TYPE_TBD) == COMPUTE_TYPE_TBD:
-        tf32 = dtype == np.float32 and os.environ.get('CUPY_TF32', '0') != '0'
-        _ComputeTypes.by_dtype[dtype] = COMPUTE_TYPE_TF32 if tf32 else COMPUTE_TYPE_DEFAULT
-    return _ComputeTypes.by_dtype[dtype]
-
-
-def _tf32(values: np.ndarray) -> np.ndarray:
-    """float32 rounded to TF32's 10-bit mantissa (what the tensor cores multiply)."""
-    bits = np.ascontiguousarray(values).view(np.uint32)
-    return ((bits + np.uint32(0x1000)) & np.uint32(0xFFFFE000)).view(np.float32)
-
-
-def _cublas_refused(a, b, n, m) -> None:
-    """CuPy 14.2 refuses cuBLAS on a capturing stream, for every GEMM that reaches cuBLAS.
-
-    ``cupy.matmul`` (``cupy/linalg/_product.py`` line 50, a _GUFunc over ``_core.matmul``)
-    -> ``_core.matmul`` (``cupy/_core/_routines_linalg.pyx`` line 821; ``dot`` for ndim <= 2,
-    line 857) -> ``dot`` (line 475) -> ``tensordot_core`` (line 541) -> for compute capability
-    >= 50 ``tensordot_core_v11`` (line 702) -> ``cublas.gemmEx`` (line 775) ->
-    ``cupy_backends/cuda/libs/cublas.pyx`` ``gemmEx`` (line 1639) calls ``_setStream``
-    (line 666) -> ``setStream`` (line 642), which raises NotImplementedError when the
-    current stream is capturing. Every other cuBLAS wrapper in cublas.pyx (sgemmEx line 1493,
-    dgemm 1089, the batched ones used by matmul's ndim > 2 path) calls ``_setStream``
-    first too. The GEMMs that reach no cuBLAS at all: integer dtypes (a CuPy kernel,
-    ``_routines_linalg.pyx`` line 621), an empty operand (``out.fill(0)``, line 560) and
-    a 1 x 1 output (a reduction kernel, line 566).
-    """
-    if a.dtype.kind in 'biu' or not a.size or not b.size or (n == 1 and m == 1):
-        return
-    if _streams.get_current_stream().is_capturing():
-        raise NotImplementedError('calling cuBLAS API during stream capture is currently '
-                                  'unsupported')
-
-
-def _gemm(numpy_function, a, b, out):
-    if not (isinstance(a, ndarray) and isinstance(b, ndarray)):
-        raise TypeError(f'Unsupported type {type(b if isinstance(a, ndarray) else a)}')
-    if a.ndim == 0 or b.ndim == 0:
-        raise ValueError("Scalar operands are not allowed, use '*' instead")
-    probe = numpy_function(np.zeros(a.shape[-2:] if a.ndim > 1 else a.shape, a.dtype),
-                           np.zeros(b.shape[-2:] if b.ndim > 1 else b.shape, b.dtype))
-    shape = numpy_function(np.lib.stride_tricks.as_strided(np.zeros(1, np.bool_), a.shape,
-                                                           (0,) * a.ndim),
-                           np.lib.stride_tricks.as_strided(np.zeros(1, np.bool_), b.shape,
-                                                           (0,) * b.ndim)).shape \
-        if a.ndim > 2 or b.ndim > 2 else probe.shape
-    if out is not None and out.dtype != probe.dtype:
-        raise ValueError('Not supported dtype combination.')
-    _cublas_refused(a, b, int(np.prod(shape[:-1])) if shape else 1, shape[-1] if shape else 1)
-    left, right = a._a, b._a
-    tf32 = a.dtype == np.float32 and get_compute_type(np.float32) == COMPUTE_TYPE_TF32
-
-    def fill(target):
-        x, y = (_tf32(left), _tf32(right)) if tf32 else (left, right)
-        if target.flags.c_contiguous:
-            numpy_function(x, y, out=target)
-        else:
-            target[...] = numpy_function(x, y)
-    if out is None:
-        return new_result(shape, probe.dtype, fill)
-    if out.shape != shape:
-        raise ValueError(f'Output array has an invalid shape {out.shape}, expected {shape}')
-    target = out._a
-    _streams.issue(lambda: fill(target))
-    return out
-
-
-def matmul(x1, x2, /, out=None, **kwargs):
-    if kwargs:
-        raise TypeError(f"the CuPy stand-in's matmul takes out=; got {sorted(kwargs)}")
-    return _gemm(np.matmul, x1, x2, out)
-
-
-def dot(a, b, out=None):
-    return _gemm(np.dot, a, b, out)

@@ -37,11 +37,6 @@ _clock = [0.0]
 _by_pointer: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 
-def now_us() -> float:
-    """The fake device clock."""
-    return _clock[0]
-
-
 class _Capture:
     """The nodes recorded on one capturing stream, and why the capture broke, if it did."""
 
@@ -239,11 +234,6 @@ def stream_of(pointer: int):
     if stream is None:
         raise _errors.CUDARuntimeError(f"cudaErrorInvalidResourceHandle: no stream {pointer}")
     return stream
-
-
-def capture_of(stream=None):
-    """The open capture of ``stream`` (default: the current stream), or None."""
-    return _state.captures.get((stream or get_current_stream()).ptr)
 
 
 def issue(work, stream=None, cost: float = EAGER_US) -> None:

@@ -63,7 +63,7 @@ class ufunc:
         with np.errstate(all='ignore'):
             result_dtype = np.asarray(self._np(*[probe(x) for x in args], dtype=dtype)).dtype
         if out is None:
-            from ._routines import new_result
+            from ._creation import new_result
             return new_result(shape, result_dtype,
                               lambda target: self._run(inputs, target, dtype, casting))
         if not isinstance(out, ndarray):

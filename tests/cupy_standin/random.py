@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _streams
-from ._routines import new_result
+from ._creation import new_result
 
 
 class RandomState:
