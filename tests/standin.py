@@ -1,12 +1,12 @@
 """The switch of the CuPy stand-in (``tests/cupy_standin``): load it as ``cupy`` in this
 process, make it gpunet's GPU, and take it away again.
 
-``activate()`` puts the stand-in's modules at ``sys.modules["cupy"]`` and ``"cupy.*"``
-(the entries they replace, a real CuPy's or none, are kept), turns its device on and resets
-what gpunet cached about the GPU: every ``functools.lru_cache`` of a loaded ``gpunet``
+``installed()`` puts the stand-in's modules at ``sys.modules["cupy"]`` and ``"cupy.*"``
+(the entries they replace, a real CuPy's ``cupy*`` and ``cupyx*`` or none, are kept aside),
+turns its device on and resets what gpunet cached about the GPU: every ``functools.lru_cache`` of a loaded ``gpunet``
 module (the GPU probe, the backends, the compiled kernels, the SM count) and the module
 ``gpunet.ops.cupy_ops``, which binds ``cupy`` when first imported (one copy bound to the
-stand-in is kept and swapped in and out). ``deactivate()`` undoes all of it. Nothing here
+stand-in is kept and swapped in and out); leaving the block undoes all of it. Nothing here
 is installed for users; gpunet itself knows nothing of it.
 """
 from __future__ import annotations
@@ -33,7 +33,9 @@ _slots = _Slots()
 
 
 def _is_cupy(name: str) -> bool:
-    return name == "cupy" or name.startswith("cupy.")
+    """A module of CuPy's namespace: the stand-in's, or a real CuPy's (``cupyx`` too: a real
+    one, even lazily loaded, would import the real ``cupy._core`` from the stand-in)."""
+    return name.split(".")[0] in ("cupy", "cupyx")
 
 
 def _load():
