@@ -29,6 +29,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+export GPUNET_TEST_CUDA=device  # its GPU tests check this machine's device, never the stand-in
 unset CUPY_TF32 NVIDIA_TF32_OVERRIDE  # exact float32: the GPU must match the CPU
 PY=${PYTHON:-$(command -v python3 || command -v python)}
 
