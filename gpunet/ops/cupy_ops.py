@@ -231,7 +231,8 @@ class CupyOps(NumpyOps):
     def end_step(self, cursor, rows, batch_size, loss, correct, losses, hits):
         fused = (cursor.dtype == np.int64 and loss.dtype == np.float32
                  and correct.dtype == np.int64 and losses.dtype == np.float64
-                 and hits.dtype == np.int64)
+                 and hits.dtype == np.int64
+                 and losses.flags.c_contiguous and hits.flags.c_contiguous)
         if not fused:
             return super().end_step(cursor, rows, batch_size, loss, correct, losses, hits)
         step.end_step(cursor, rows, batch_size, loss, correct, losses, hits)
