@@ -93,8 +93,8 @@ def cublas_refused():
 def on_device(values, layout):
     """``(array, gaps)``: ``values`` on the device as ``"contiguous"``, ``"transposed"``
     (Fortran order) or ``"strided"`` (every other element of the last axis of a buffer
-    whose gaps, returned as ``gaps``, hold SENTINEL)."""
-    if layout == "contiguous":
+    whose gaps, returned as ``gaps``, hold SENTINEL); one element is always contiguous."""
+    if layout == "contiguous" or values.size <= 1:
         return cupy.asarray(values), None
     if layout == "transposed":
         array = cupy.empty(values.shape[::-1], dtype=values.dtype).T
@@ -135,9 +135,13 @@ ARRAYS = {
     **{name: {"param": 1, "grad": 1, **({"velocity": 1} if config[0] else {})}
        for name, config in SGD_CONFIGS.items()},
     **{name: {"param": 1, "grad": 1, "exp_avg": 1, "exp_avg_sq": 1} for name in ADAM_CONFIGS},
+    "grad_norm": {"grad": 1, "out": 0},
+    "clip_by_norm": {"grad": 1, "norm": 0},
+    "gather_batch": {"X": 2, "y": 1, "order": 1, "cursor": 1, "x_out": 2, "y_out": 1},
+    "end_step": {"cursor": 1, "loss": 0, "correct": 0, "losses": 1, "hits": 1},
 }
 WRITTEN = {"out", "grad_weight", "grad_bias", "grad_x", "grad_z", "grad", "param", "velocity",
-           "exp_avg", "exp_avg_sq"}
+           "exp_avg", "exp_avg_sq", "x_out", "y_out", "cursor", "losses", "hits"}
 
 
 def make_case(op, dtype, rng):
@@ -178,6 +182,31 @@ def make_case(op, dtype, rng):
 
         def call(ops, a, xp):
             return ops.softmax_cross_entropy(a["logits"], a["labels"], a["grad"])
+    elif op == "grad_norm":
+        arrays = dict(grad=f(n), out=nan())
+
+        def call(ops, a, xp):
+            ops.grad_norm(a["grad"], 2.0, a["out"])
+    elif op == "clip_by_norm":
+        arrays = dict(grad=f(n), norm=np.asarray(40.0, dtype))
+
+        def call(ops, a, xp):
+            ops.clip_by_norm(a["grad"], 5.0, a["norm"])
+    elif op == "gather_batch":
+        rows = 3 * batch
+        arrays = dict(X=f(rows, n_in), y=rng.integers(0, n_out, size=rows),
+                      order=rng.permutation(rows), cursor=np.array([batch]),
+                      x_out=nan(batch, n_in), y_out=np.full(batch, -1))
+
+        def call(ops, a, xp):
+            ops.gather_batch(a["X"], a["y"], a["order"], a["cursor"], a["x_out"], a["y_out"])
+    elif op == "end_step":
+        arrays = dict(cursor=np.array([2 * batch]), loss=np.asarray(0.75, dtype),
+                      correct=np.asarray(7), losses=np.full(4, -1.0), hits=np.full(4, -1))
+
+        def call(ops, a, xp):
+            ops.end_step(a["cursor"], batch, batch, a["loss"], a["correct"], a["losses"],
+                         a["hits"])
     elif op in SGD_CONFIGS:
         momentum, nesterov, weight_decay = SGD_CONFIGS[op]
         arrays = dict(param=f(n), grad=f(n), **({"velocity": f(n)} if momentum else {}))
@@ -234,7 +263,7 @@ def check_against_reference(ops, op, dtype, layouts):
 NON_CONTIGUOUS = [
     pytest.param(op, arg, layout, id=f"{op}-{arg}-{layout}")
     for op, args in ARRAYS.items()
-    for arg, ndim in [*args.items(), ("all", 1)]
+    for arg, ndim in [*args.items(), ("all", 1)] if ndim and arg != "cursor"
     for layout in (("strided", "transposed") if ndim == 2 else ("strided",))
 ]
 
