@@ -201,6 +201,23 @@ def test_nccl_path_matches_one_process_on_the_gpu(tmp_path):
 
 
 @pytest.mark.gpu
+def test_the_device_engine_reduces_broadcasts_refuses_and_aborts():
+    """Each collective of the NCCL engine, a strided array refused, then a failing rank
+    ending the job through NCCL's abort (one rank per GPU; two on the stand-in)."""
+    import cupy
+
+    ranks = 2 if standin.active() else cupy.cuda.runtime.getDeviceCount()
+    started = time.monotonic()
+    job = _launch(ranks, sys.executable, HERE / "distributed" / "engine_script.py", "gpu",
+                  timeout=120, env=_gpu_job_env())
+    assert job.stdout.count("collectives ok") == ranks, job.stdout + job.stderr[-3000:]
+    assert job.returncode == 1, job.stderr[-3000:]
+    assert f"[rank {ranks - 1} of {ranks}]" in job.stderr
+    assert f"RuntimeError: injected failure on rank {ranks - 1}" in job.stderr
+    assert time.monotonic() - started < 60
+
+
+@pytest.mark.gpu
 def test_missing_nccl_is_a_distributed_error_on_every_rank(tmp_path):
     """CuPy without NCCL: ``cupy.cuda.nccl`` holds only ``available = False``; every rank
     raises DistributedError naming the fix, and the job ends (no rank waits for another)."""

@@ -125,3 +125,57 @@ def test_graph_auto_times_the_graph_says_so_and_on_refuses_what_it_cannot_captur
                                          "Dropout"):
         gn.fit(dropout, gn.CrossEntropyLoss(), gn.optim.SGD(dropout.parameters(), lr=0.01),
                (X, y), epochs=1, graph="on", progress=False)
+
+
+@pytest.fixture
+def step_reads_the_host_while_captured(monkeypatch):
+    """Every static training step reads its loss on the host while its stream captures, as a
+    step with a stray ``float()`` would: a host transfer CuPy refuses there."""
+    import cupy
+    from gpunet.training.engine.step import StaticStep
+
+    run = StaticStep.run
+
+    def run_and_read(self):
+        run(self)
+        if cupy.cuda.get_current_stream().is_capturing():
+            float(self.loss)
+    monkeypatch.setattr(StaticStep, "run", run_and_read)
+
+
+def test_a_recording_that_fails_warns_under_auto_and_raises_under_on(
+        step_reads_the_host_while_captured, capsys):
+    gn.manual_seed(0)
+    model = gn.Sequential(gn.Flatten(), gn.Linear(64, 32), gn.ReLU(), gn.Linear(32, 10))
+    model.to("gpu")
+    with pytest.warns(RuntimeWarning, match=r"graph: recording the training step failed "
+                                            r"\(RuntimeError: the current stream is capturing"):
+        history = gn.fit(model, gn.CrossEntropyLoss(), gn.optim.SGD(model.parameters(), lr=0.02),
+                         _data(), epochs=2, batch_size=32, seed=5, progress=False)
+    assert "graph: off (recording the step failed: see the warning)" in capsys.readouterr().out
+    assert history["train_loss"][1] < history["train_loss"][0], "the uncaptured steps learnt"
+    with pytest.raises(RuntimeError, match="the current stream is capturing"):
+        _run("on", epochs=1)
+
+
+def test_a_step_whose_recording_raised_cannot_run_again(step_reads_the_host_while_captured):
+    import cupy
+    from gpunet.training.engine.step_runner import StepRunner
+
+    gn.manual_seed(0)
+    model = gn.Sequential(gn.Flatten(), gn.Linear(64, 10)).to("gpu")
+    X, y = (gn.get_backend("gpu").asarray(a) for a in _data(n=320))
+    stream = cupy.cuda.Stream(non_blocking=True)
+    runner = StepRunner(model, gn.optim.SGD(model.parameters(), lr=0.01), X, y, 32, 10, stream)
+    try:
+        with stream:
+            runner.start_epoch()
+            runner.run(0)  # the warm-up, uncaptured
+            with pytest.raises(RuntimeError, match="the current stream is capturing"):
+                runner.run(1)  # the recording
+            assert not stream.is_capturing()
+            with pytest.raises(RuntimeError, match="this training step raised earlier and "
+                                                   "cannot run again"):
+                runner.run(2)
+    finally:
+        runner.close()
