@@ -312,6 +312,19 @@ def test_torch_variant_trains_with_the_multi_tensor_optimizer_on_the_cpu():
     assert np.isfinite(first) and variant.last_loss() < first  # it learns the fixed batch
 
 
+@pytest.mark.gpu
+def test_the_gpu_variants_run_a_tiny_sweep(tmp_path):
+    """cupy-unfused, cupy-fused and cupy-graph (the captured static step) at two batch sizes
+    on the GPU: every row measured, each variant learning (its last loss finite)."""
+    argv = [a if a != "cpu" else "gpu" for a in TINY] + [
+        "--variants", "cupy-unfused", "cupy-fused", "cupy-graph", "--out", str(tmp_path)]
+    assert bench.run(parse(argv)) == 0
+    record = json.loads((tmp_path / "bench.json").read_text())
+    assert record["config"]["variants"] == ["cupy-unfused", "cupy-fused", "cupy-graph"]
+    assert [row["status"] for row in record["results"]] == ["ok"] * 6
+    assert all(np.isfinite(row["final_loss"]) for row in record["results"])
+
+
 # -- a tiny real sweep and its files -----------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_sweep(tmp_path_factory):

@@ -296,6 +296,8 @@ def test_warmup_compiles_every_kernel():
                 assert kernel.kernel.signature(name)
             else:
                 assert kernel.num_regs > 0
+    with pytest.raises(KeyError, match=r"'sgd' is not a kernel of optim.cu; expected one of"):
+        cupy_ops.optim.SOURCE.function("sgd")
 
 
 @gpu

@@ -179,3 +179,13 @@ def test_a_step_whose_recording_raised_cannot_run_again(step_reads_the_host_whil
                 runner.run(2)
     finally:
         runner.close()
+
+
+def test_validation_the_static_step_cannot_gather_is_evaluated_eagerly():
+    """float64 inputs and int16 labels are no static evaluation step's: the captured run
+    evaluates them as gn.evaluate does, with the same numbers."""
+    vX, vy = _data(n=100, seed=1)
+    val = (vX.astype(np.float64) / 255, vy.astype(np.int16))
+    model, _, history = _run("on", epochs=1, val=val)
+    want = gn.evaluate(model, *val, gn.CrossEntropyLoss())
+    assert history["val_loss"] == [want.loss] and history["val_accuracy"] == [want.accuracy]
