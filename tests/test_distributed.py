@@ -207,10 +207,13 @@ def test_the_device_engine_reduces_broadcasts_refuses_and_aborts():
     import cupy
 
     ranks = 2 if standin.active() else cupy.cuda.runtime.getDeviceCount()
+    script = HERE / "distributed" / "engine_script.py"
+    job = _launch(ranks, sys.executable, script, "gpu", timeout=120, env=_gpu_job_env())
+    assert job.returncode == 0, job.stderr[-3000:]
+    assert job.stdout.count("collectives ok") == ranks, job.stdout
     started = time.monotonic()
-    job = _launch(ranks, sys.executable, HERE / "distributed" / "engine_script.py", "gpu",
-                  timeout=120, env=_gpu_job_env())
-    assert job.stdout.count("collectives ok") == ranks, job.stdout + job.stderr[-3000:]
+    job = _launch(ranks, sys.executable, script, "gpu", "fail", timeout=120,
+                  env=_gpu_job_env())
     assert job.returncode == 1, job.stderr[-3000:]
     assert f"[rank {ranks - 1} of {ranks}]" in job.stderr
     assert f"RuntimeError: injected failure on rank {ranks - 1}" in job.stderr

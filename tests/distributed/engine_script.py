@@ -1,8 +1,8 @@
 """Run under mpiexec by tests/test_distributed.py: the device engine's collectives one by one
-(sum, min and max of each type, a broadcast from the last rank, a strided array refused),
-then the last rank fails, so the job ends through the engine's abort.
+(sum, min and max of each type, a broadcast from the last rank, a strided array refused);
+with ``fail``, the last rank then fails, so the job ends through the engine's abort.
 
-    python engine_script.py DEVICE
+    python engine_script.py DEVICE [fail]
 
 With ``GPUNET_STANDIN_PROCESS=1`` the GPU is the CuPy stand-in (``tests/standin.py``).
 """
@@ -18,7 +18,7 @@ if os.environ.get("GPUNET_STANDIN_PROCESS") == "1":
 import gpunet as gn  # noqa: E402
 
 
-def main(device):
+def main(device, fail=False):
     comm = gn.distributed.init(device)
     xp, size, last = comm.backend.xp, comm.size, comm.size - 1
     for dtype in (np.float32, np.float64, np.int32, np.int64):
@@ -36,11 +36,12 @@ def main(device):
     else:
         raise AssertionError("a strided array was reduced")
     print(f"rank {comm.rank}: collectives ok", flush=True)
-    comm.barrier()
-    if comm.rank == last:
-        raise RuntimeError(f"injected failure on rank {last}")
-    comm.barrier()  # the other ranks wait here until the abort ends the job
+    if fail:
+        comm.barrier()
+        if comm.rank == last:
+            raise RuntimeError(f"injected failure on rank {last}")
+        comm.barrier()  # the other ranks wait here until the abort ends the job
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], len(sys.argv) > 2)
