@@ -14,6 +14,7 @@ import numpy as np
 
 from .kernels import fits_int32
 from .launchers import clip_grad, gemm, linear_relu, optim, softmax_xent, step
+from .models import used
 from .numpy_ops import NumpyOps
 
 LAUNCHERS = (linear_relu, softmax_xent, optim, gemm, step, clip_grad)
@@ -196,23 +197,28 @@ class CupyOps(NumpyOps):
         clip_grad.clip_by_norm(grad, max_norm, norm)
 
     # -- optimizer updates over the flat parameter buffer --------------------------------
-    def sgd_update(self, param, grad, velocity, lr, *, momentum, weight_decay, nesterov):
-        state = [velocity] if momentum else []
-        if not (_is_f32(param, grad, lr, *state) and _same_size(param.size, grad, *state)
-                and lr.size >= 1):
+    def sgd_update(self, param, grad, velocity, lr, *, momentum, weight_decay, nesterov,
+                   models=None):
+        state = [velocity] if used(momentum) else []
+        if models is not None or not (_is_f32(param, grad, lr, *state)
+                                      and _same_size(param.size, grad, *state)
+                                      and lr.size >= 1):
             return super().sgd_update(param, grad, velocity, lr, momentum=momentum,
-                                      weight_decay=weight_decay, nesterov=nesterov)
+                                      weight_decay=weight_decay, nesterov=nesterov,
+                                      models=models)
         optim.sgd_update(param, grad, velocity, lr, momentum=momentum,
                          weight_decay=weight_decay, nesterov=nesterov)
 
     def adam_update(self, param, grad, exp_avg, exp_avg_sq, lr, step, *, beta1, beta2, eps,
-                    weight_decay, decoupled):
+                    weight_decay, decoupled, models=None):
         arrays = (param, grad, exp_avg, exp_avg_sq)
-        if not (_is_f32(*arrays, lr, step) and _same_size(param.size, *arrays)
-                and lr.size >= 1 and step.size >= 1):
+        if models is not None or not (_is_f32(*arrays, lr, step)
+                                      and _same_size(param.size, *arrays)
+                                      and lr.size >= 1 and step.size >= 1):
             return super().adam_update(param, grad, exp_avg, exp_avg_sq, lr, step,
                                        beta1=beta1, beta2=beta2, eps=eps,
-                                       weight_decay=weight_decay, decoupled=decoupled)
+                                       weight_decay=weight_decay, decoupled=decoupled,
+                                       models=models)
         optim.adam_update(param, grad, exp_avg, exp_avg_sq, lr, step, beta1=beta1,
                           beta2=beta2, eps=eps, weight_decay=weight_decay,
                           decoupled=decoupled)
