@@ -231,6 +231,11 @@ class Stack(Module):
         return grad.reshape(self._input_shape) if input_grad else None
 
 
+def models_of(model):
+    """The number of models of a stack, None for any other model."""
+    return model.models if isinstance(model, Stack) else None
+
+
 def check_model_targets(name, scores, labels):
     """Validate a stack's (n, batch, classes) scores against integer labels (batch,) shared
     by the models or (g, batch), one row per group of n / g models."""
