@@ -250,7 +250,8 @@ class SGD(Optimizer):
     def _update(self):
         self.backend.ops.sgd_update(
             self.flat.data, self.flat.grad, self.buffers.get("momentum"), self._lr,
-            momentum=self._device("momentum"), weight_decay=self._device("weight_decay"),
+            momentum=self._device("momentum") if self.buffer_names else 0.0,
+            weight_decay=self._device("weight_decay"),
             nesterov=self.nesterov, models=self.model_layout)
 
 

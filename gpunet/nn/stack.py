@@ -69,15 +69,20 @@ def _check_architecture(config):
     return layers
 
 
-def _built_quietly(config):
-    """``from_config(config)`` with the global weight generator left where it was (a
-    Linear draws its weights when built; the stack draws its own)."""
+def quietly(build):
+    """``build()`` with the global weight generator left where it was (a Linear draws its
+    weights when built; a stack draws its own from its seeds)."""
     rng = get_backend("cpu").host_rng
     state = rng.bit_generator.state
     try:
-        return from_config(config)
+        return build()
     finally:
         rng.bit_generator.state = state
+
+
+def _built_quietly(config):
+    """``from_config(config)``, leaving the global weight generator alone."""
+    return quietly(lambda: from_config(config))
 
 
 def _check_seeds(seeds, n):

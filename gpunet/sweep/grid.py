@@ -90,7 +90,7 @@ def train_grid(train, val, classes, grid, settings, backend, *, progress=True,
     histories = _fit(models, optimizer, train, val, settings, epochs=settings.epochs,
                      order=settings.order, progress=progress, verbose=verbose)
     seconds = time.perf_counter() - started
-    kept = evaluate(models, *val, CrossEntropyLoss())
+    kept = evaluate(models, val[0], val[1], CrossEntropyLoss())
     epoch_seconds = _one_model_epoch(template, train, val, grid[0], settings)
     trained_epochs = sum(len(h) for h in histories)
     return SweepResult(grid, models, histories, kept, seconds, epoch_seconds * trained_epochs,
