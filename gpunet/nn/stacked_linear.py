@@ -121,10 +121,15 @@ class StackedLinear(Module):
 
 
 def _squeezed(*arrays):
-    """The arrays as 2-D (and the biases 1-D) when their model axes hold one group of one
-    product (a shared input's wide GEMM, or a stack of one): the single-model path, fused on
-    the GPU. Otherwise as they are."""
+    """The arrays with their model axes (g, k) merged into one where every array allows it
+    as a view (a batched GEMM over one axis; the GPU's fused path), and without it when it
+    holds one group of one product (a shared input's wide GEMM, or a stack of one: the
+    single-model path). The first array has every model axis; None entries stay None."""
     lead = arrays[0].shape[:-2]
+    if len(lead) == 2 and all(a is None or 1 in a.shape[:2]
+                              or a.strides[0] == a.shape[1] * a.strides[1] for a in arrays):
+        arrays = tuple(None if a is None else a.reshape((-1,) + a.shape[2:]) for a in arrays)
+        lead = (math.prod(lead),)
     if math.prod(lead) != 1:
         return arrays
     return tuple(None if a is None else a.reshape(a.shape[len(lead):]) for a in arrays)
