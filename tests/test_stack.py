@@ -241,3 +241,15 @@ def test_a_stack_refuses_what_it_cannot_hold():
     with pytest.raises(ValueError, match=r"takes a batch \(B, 12\) shared by all models, or "
                                          r"\(g, B, 12\)"):
         stack(np.zeros((3, 5, 12), np.float32))  # 3 groups do not divide 4 models
+
+
+def test_a_stack_pickles_and_copies_with_its_model_axis():
+    import copy
+    import pickle
+
+    stack = gn.stack(_architecture(), 3)
+    x = np.random.default_rng(0).random((4, 12), dtype=np.float32)
+    out = stack(x)
+    for twin in (pickle.loads(pickle.dumps(stack)), copy.deepcopy(stack)):
+        np.testing.assert_array_equal(twin(x), out)
+        assert gn.optim.Adam(twin.parameters(), lr=[1e-3, 2e-3, 3e-3]).models == 3
