@@ -184,7 +184,7 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
       exception propagates carrying the History as ``exc.history`` (see ``callbacks.py``).
       With the static or captured step, ``on_step_end`` runs on the host between steps
       (replays); it may read the loss and set ``optimizer.lr``, which the next step uses.
-    - ``graph``: ``"auto"`` runs a Sequential of Linear/ReLU/Flatten/Sigmoid/Tanh with
+    - ``graph``: ``"auto"`` runs a Sequential (or a stack) of Linear/ReLU/Flatten/Sigmoid/Tanh with
       ``CrossEntropyLoss`` (training and validation) through the static-buffer steps
       (``training/engine/step.py``); on the GPU it times the first steps uncaptured and as CUDA
       graph replays and keeps the faster for them, saying so in one line (``capture.py``);
