@@ -76,9 +76,19 @@ def test_the_search_scores_every_candidate_as_grid_search_cv(digits, name):
 
 
 @pytest.mark.parametrize("name", ["adam", "sgd"])
-def test_each_fit_of_a_stack_is_the_estimators_own_fit(digits, name):
-    """Loss curves, iterations and stops as each estimator fitted alone."""
+def test_each_fit_of_a_stack_is_the_estimators_own_fit(digits, monkeypatch, name):
+    """Loss curves, iterations and stops as each estimator fitted alone, also after the
+    models still training move to a stack of their own (half of them stop at 4 epochs)."""
     estimator, grid = GRIDS[name]
+    grid = {**grid, "max_iter": [4, 12]}
+    stacks_made = []
+    init = search_fit._Training.__init__
+
+    def counting(self, members, *args, **kwargs):
+        stacks_made.append(len(members))
+        init(self, members, *args, **kwargs)
+
+    monkeypatch.setattr(search_fit._Training, "__init__", counting)
     X, y = digits
     X = X.astype(np.float32)
     train = np.arange(0, 450, 3)
@@ -91,11 +101,13 @@ def test_each_fit_of_a_stack_is_the_estimators_own_fit(digits, name):
             warnings.simplefilter("ignore", ConvergenceWarning)
             alone.append(sklearn.base.clone(candidate).fit(X[train], y[train]))
     backend = gn.get_backend("cpu")
-    members = [m for group in stacks.values()
-               for m in search_fit.fit_stack(group, X, y.astype(np.int64), 10, backend)[1]]
+    members = [m for group in stacks.values() for m in group]
+    for group in stacks.values():
+        search_fit.fit_stack(group, X, y.astype(np.int64), 10, backend)
     assert len(members) == len(alone) and len(stacks) == (2 if name == "sgd" else 1)
     iterations = [m.n_iter for m in members]
     assert min(iterations) < max(iterations) == 12, "no fit stopped early"
+    assert len(stacks_made) > len(stacks), f"no stack was compacted: {stacks_made}"
     for member in members:
         fitted = alone[member.candidate]
         assert member.n_iter == fitted.n_iter_, member.estimator

@@ -11,7 +11,8 @@ A hyperparameter given per model (a learning rate per model, say) is an (n,) dev
 The reference ops spread it over the flat buffer (:meth:`ModelLayout.spread`: one broadcast
 copy per segment into a workspace array) and then run the update's usual elementwise code,
 with that array where a scalar was: every model's update is computed exactly as it would be
-alone. The GPU kernels read the per-model value directly (``model_of``, below).
+alone. The GPU kernels read each element's model from the layout's segment table
+(``launchers/optim.py``) and the per-model values directly.
 """
 from __future__ import annotations
 
@@ -52,10 +53,15 @@ class ModelLayout:
             out[start:start + self.models * size].reshape(self.models, size)[...] = column
         return out
 
-    def model_of(self, xp):
-        """The model of each flat index, an int32 array of :attr:`size` values."""
-        index = xp.empty(self.size, dtype=np.int32)
-        return self.spread(xp.arange(self.models, dtype=np.int32), index)
+    def select(self, flat, models, out):
+        """The values of the models ``models`` (indices) of the flat array ``flat``, packed
+        into ``out`` as a stack of those models packs them."""
+        start_out = 0
+        for start, size in self.segments:
+            chosen = flat[start:start + self.models * size].reshape(self.models, size)[models]
+            out[start_out:start_out + chosen.size] = chosen.reshape(-1)
+            start_out += chosen.size
+        return out
 
 
 def is_per_model(value) -> bool:

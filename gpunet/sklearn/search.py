@@ -102,11 +102,10 @@ class MLPSearchCV(MetaEstimatorMixin, BaseEstimator):
         reached max_iter unconverged."""
         backend, _ = members[0].estimator._check_params()
         codes = np.searchsorted(classes, y).clip(0, len(classes) - 1)
-        models, members, seconds = fit_stack(members, backend.asarray(X),
-                                             backend.asarray(codes.astype(np.int64)),
-                                             len(classes), backend)
-        for i, member in enumerate(members):
-            fitted = _fitted(member, models[i], classes, X.shape[1])
+        seconds = fit_stack(members, backend.asarray(X),
+                            backend.asarray(codes.astype(np.int64)), len(classes), backend)
+        for member in members:
+            fitted = _fitted(member, classes, X.shape[1])
             test = folds[member.fold][1]
             started = time.perf_counter()
             scores[member.candidate, member.fold] = self.scorer_(fitted, X[test], y[test])
@@ -136,12 +135,12 @@ class MLPSearchCV(MetaEstimatorMixin, BaseEstimator):
         return self.scorer_(self._best(), X, y)
 
 
-def _fitted(member, model, classes, n_features):
-    """The member's estimator, fitted with the stack's model: what predicting and scoring
-    read (``model_``, ``classes_``, ``n_features_in_``, ``n_outputs_``), with its
+def _fitted(member, classes, n_features):
+    """The member's estimator, fitted with the model the stack trained: what predicting and
+    scoring read (``model_``, ``classes_``, ``n_features_in_``, ``n_outputs_``), with its
     ``n_iter_`` and ``loss_curve_``."""
     estimator = member.estimator.__sklearn_clone__()
-    estimator.model_ = model
+    estimator.model_ = member.model
     estimator.classes_ = classes
     estimator.n_features_in_ = n_features
     estimator.n_outputs_ = len(classes)

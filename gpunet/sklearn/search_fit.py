@@ -9,7 +9,9 @@ with its own hyperparameters (per-model ``learning_rate_init``, ``alpha``, ``mom
 ``n_iter_no_change`` on the training loss, ``max_iter``; ``learning_rate`` "invscaling" and
 "adaptive" for SGD), each model on its own: a stopped model is frozen at a learning rate of
 0. Models whose rows and order coincide (the same fold and integer ``random_state``) read one
-input batch together (a group of the stack: one wide GEMM for its first layer).
+input batch together (a group of the stack: one wide GEMM for its first layer). Once half of
+a stack's models stopped, the others continue in a stack of their own (weights, optimizer
+state and rules carried over), so stopped models cost no more work.
 """
 from __future__ import annotations
 
@@ -54,6 +56,7 @@ class Member:
         self.loss_curve: list = []
         self.n_iter = 0
         self.converged = False
+        self.model = None  # its trained network, once fit_stack is done with it
 
     def order_key(self):
         """Members with equal keys read the same rows in the same order."""
@@ -81,46 +84,87 @@ def _optimizer(members, parameters, batch):
 
 def _grouped(members):
     """The members reordered so that those reading the same rows in the same order sit
-    together in equal groups (else one group each); ``(members, groups)``."""
-    keys = {}
+    together in equal groups, sharing one generator (else one group each, each its own
+    copy of its generator); ``(members, groups)``."""
+    keys: dict = {}
     for m in members:
         keys.setdefault(m.order_key(), []).append(m)
-    sizes = {len(group) for group in keys.values()}
-    if len(sizes) != 1:
-        return members, [[m] for m in members]
     groups = list(keys.values())
+    if len({len(group) for group in groups}) != 1:
+        groups = [[m] for m in members]
+    for group in groups:
+        shared = copy.deepcopy(group[0].random_state)
+        for m in group:
+            m.random_state = shared
     return [m for group in groups for m in group], groups
+
+
+class _Training:
+    """The stack of the members still training: its models, optimizer and rules; a new
+    one, :meth:`compacted`, once half of them stopped (a stopped model costs no more work)."""
+
+    def __init__(self, members, template, batch, previous=None):
+        self.members, self.groups = _grouped(members)
+        self.models = stack(template, len(self.members), seeds=[m.seed for m in self.members])
+        self.optimizer = _optimizer(self.members, self.models.parameters(), batch)
+        self.rules = _Rules(self.members, self.optimizer)
+        if previous is not None:
+            self._continue(previous)
+
+    def _continue(self, previous):
+        """Take over the previous stack's weights, optimizer state and rules for these
+        members (a subset of its own)."""
+        chosen = [previous.members.index(m) for m in self.members]
+        layout, old = previous.optimizer.model_layout, previous.optimizer
+        layout.select(old.flat.data, chosen, self.optimizer.flat.data)
+        for name, buffer in old.buffers.items():
+            layout.select(buffer, chosen, self.optimizer.buffers[name])
+        self.optimizer.step_count = old.step_count
+        self.optimizer._step[...] = old._step
+        self.rules.take(previous.rules, chosen)
+
+    def compacted(self, template, batch):
+        """The stack of the members still training, or this one while most still do."""
+        active = self.rules.active
+        if active.all() or 2 * active.sum() > len(active):
+            return self
+        return _Training([m for m, on in zip(self.members, active) if on], template, batch,
+                         previous=self)
 
 
 def fit_stack(members, X, codes, n_out, backend):
     """Train ``members`` (sharing :func:`stack_key`) on the float32 device array ``X`` and
-    class codes ``codes`` as one stack; returns ``(stack, members, seconds)``, the members
-    in the stack's order, each with its ``loss_curve``, ``n_iter`` and ``converged``."""
-    members, groups = _grouped(members)
+    class codes ``codes`` as one stack; returns the seconds it took. Each member gets its
+    ``model`` (a plain model with its final weights), ``loss_curve``, ``n_iter`` and
+    ``converged``."""
     first = members[0].estimator
     n_train = len(members[0].train)
     batch = first._batch(n_train)
     template = quietly(lambda: _architecture(first, backend, X.shape[1], n_out))
-    models = stack(template, len(members), seeds=[m.seed for m in members])
-    optimizer = _optimizer(members, models.parameters(), batch)
-    rules = _Rules(members, optimizer)
+    training = _Training(members, template, batch)
     loss_fn = first._loss()
     started = time.perf_counter()
-    models.train()
-    for _ in range(rules.max_iter):
-        rows = backend.asarray(np.stack([_epoch_rows(group[0]) for group in groups]))
-        total = backend.xp.zeros(len(members), dtype=np.float64)
+    for _ in range(training.rules.max_iter):
+        models, rules = training.models, training.rules
+        rows = backend.asarray(np.stack([_epoch_rows(g[0]) for g in training.groups]))
+        total = backend.xp.zeros(len(training.members), dtype=np.float64)
         with inside():
             for start in range(0, n_train, batch):
                 index = rows[:, start:start + batch]
-                xb, yb = X[index], codes[index]
-                total += loss_fn(models(xb), yb) * index.shape[1]
+                total += loss_fn(models(X[index]), codes[index]) * index.shape[1]
                 models.backward(loss_fn.backward(), input_grad=False)
-                optimizer.step()
+                training.optimizer.step()
         backend.ops.check_errors()
-        if not rules.epoch_done(to_numpy(total) / n_train):
+        done = rules.epoch_done(to_numpy(total) / n_train)
+        for i in np.flatnonzero(rules.stopped_now):
+            training.members[i].model = models[int(i)]
+        if not done:
             break
-    return models, members, time.perf_counter() - started
+        training = training.compacted(template, batch)
+    for i, member in enumerate(training.members):
+        if training.rules.active[i]:  # max_iter reached by the last of them
+            member.model = training.models[i]
+    return time.perf_counter() - started
 
 
 def _architecture(estimator, backend, n_in, n_out):
@@ -131,7 +175,8 @@ def _architecture(estimator, backend, n_in, n_out):
 
 
 def _epoch_rows(member):
-    """The rows of the member's next epoch, as its estimator would shuffle them."""
+    """The rows of the next epoch of the member (and of its group, which shares its
+    generator), as its estimator would shuffle them."""
     if not member.estimator.shuffle:
         return member.train
     return member.train[member.random_state.permutation(len(member.train))]
@@ -154,11 +199,20 @@ class _Rules:
         self.count = np.zeros(len(members), dtype=np.int64)
         self.seen = np.zeros(len(members), dtype=np.int64)
         self.active = np.ones(len(members), dtype=bool)
+        self.stopped_now = np.zeros(len(members), dtype=bool)
         self.lr = self.lr_init.astype(np.float64)
+
+    def take(self, previous, chosen):
+        """Continue the rules of ``previous`` for its members ``chosen`` (indices)."""
+        for name in ("best", "count", "seen", "lr"):
+            setattr(self, name, getattr(previous, name)[chosen].copy())
+        self.max_iter = previous.max_iter
+        self.optimizer.lr = self.lr
 
     def epoch_done(self, losses):
         """Note an epoch's mean losses; update the rates; False when every model stopped."""
         n_train = len(self.members[0].train)
+        was_active = self.active.copy()
         for i in np.flatnonzero(self.active):
             member, loss = self.members[i], float(losses[i])
             if not math.isfinite(loss):
@@ -182,5 +236,6 @@ class _Rules:
                 self.count[i] = 0
             if self.active[i] and member.n_iter >= self.limit[i]:
                 self.active[i] = False
+        self.stopped_now = was_active & ~self.active
         self.optimizer.lr = np.where(self.active, self.lr, 0.0)
         return bool(self.active.any())
