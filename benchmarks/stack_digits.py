@@ -7,10 +7,12 @@ ReLU MLP, 32 models (8 learning rates x 4 seeds), SGD with momentum 0.9, 50 epoc
 - ``torch.func``: PyTorch's ``stack_module_state`` + ``functional_call`` + ``vmap(grad)``
   with the same per-model SGD update, written by hand.
 
-All three see the same data order per epoch (one shared shuffle). Prints one line per run and
-a summary; ``--json PATH`` writes the times.
+All three see the same data order per epoch (one shared shuffle). ``--threads`` sets the BLAS
+and torch threads of all three (default 2, the cores; on a busy 2-core machine 1 is steadier:
+two BLAS threads of small GEMMs wait on each other). Prints one line per run and a summary;
+``--json PATH`` writes the times.
 
-    python benchmarks/stack_digits.py [--rounds 3] [--json out.json]
+    python benchmarks/stack_digits.py [--rounds 3] [--threads 2] [--json out.json]
 """
 import argparse
 import json
@@ -22,7 +24,16 @@ import numpy as np
 import gpunet as gn
 
 EPOCHS, BATCH, SEEDS = 50, 200, 4
+THREADS = [2]  # set by --threads
 LRS = [0.003, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3]
+
+
+def blas_threads(count):
+    """Every way's BLAS (NumPy's OpenBLAS) and torch runs ``count`` threads."""
+    from threadpoolctl import threadpool_limits
+
+    THREADS[0] = count
+    threadpool_limits(count)
 
 
 def digits():
@@ -75,7 +86,7 @@ def run_torch(X, y):
     import torch
     from torch.func import functional_call, grad, stack_module_state, vmap
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS[0])
     stack_of = gn.stack(architecture(), len(grid()), seeds=[s for _, s in grid()])
     state = {k: torch.from_numpy(v.copy()) for k, v in stack_of.state_dict().items()}
     models = []
@@ -129,8 +140,11 @@ WAYS = {"stack": run_stack, "sequential": run_sequential, "torch.func": run_torc
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2,
+                        help="BLAS and torch threads of every way (default: 2, the cores)")
     parser.add_argument("--json", help="write the times here")
     args = parser.parse_args()
+    blas_threads(args.threads)
     X, y = digits()
     times: dict = {name: [] for name in WAYS}
     accuracy: dict = {}
@@ -151,7 +165,8 @@ def main():
           f"stack vs torch.func: {median['torch.func'] / median['stack']:.2f}x faster")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"times": times, "median": median, "final_train_accuracy": accuracy}, f,
+            json.dump({"threads": args.threads, "times": times, "median": median,
+                       "final_train_accuracy": accuracy}, f,
                       indent=1)
 
 

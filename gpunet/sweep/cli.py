@@ -17,7 +17,9 @@ import numpy as np
 
 from .. import optim
 from ..backend import get_backend, manual_seed
-from ..checks import argparse_type, check_int, check_number
+from ..checks import argparse_type, check_number
+from ..cli import (fraction, non_negative_float, non_negative_int, positive_float,
+                   positive_int)
 from ..cli_setup import (ACTIVATIONS, IMAGE_DATASETS, TOY_DATASETS, UsageError,
                          describe_model, load_data)
 from ..training.loop.evaluation import evaluate
@@ -32,11 +34,8 @@ QUICK = {"train": 4000, "test": 1000, "epochs": 2}  # --quick: samples and epoch
 DEFAULT_EPOCHS = 10
 BEST_NAME = "best.npz"
 
-positive_int = argparse_type(check_int, int, minimum=1)
-non_negative_int = argparse_type(check_int, int, minimum=0)
-positive_float = argparse_type(check_number, low=0, low_open=True)
-non_negative_float = argparse_type(check_number, low=0)
-fraction = argparse_type(check_number, low=0, high=1, low_open=True, high_open=True)
+#: The validation fraction: above 0, since the models are ranked on it.
+held_out = argparse_type(check_number, low=0, high=1, low_open=True, high_open=True)
 
 
 def add_arguments(parser):
@@ -56,13 +55,11 @@ def add_arguments(parser):
                         metavar="WIDTH", help="hidden layer widths (default: 512 512)")
     parser.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu")
     parser.add_argument("--optimizer", choices=sorted(optim.OPTIMIZERS), default="sgd")
-    parser.add_argument("--momentum", type=argparse_type(check_number, low=0, high=1,
-                                                         high_open=True),
-                        default=optim.DEFAULTS["sgd"]["momentum"],
+    parser.add_argument("--momentum", type=fraction, default=optim.DEFAULTS["sgd"]["momentum"],
                         help="SGD momentum (default: %(default)s)")
     parser.add_argument("--batch-size", type=positive_int, default=128)
     parser.add_argument("--schedule", choices=("cosine", "step", "none"), default="cosine")
-    parser.add_argument("--val-split", type=fraction, default=0.1,
+    parser.add_argument("--val-split", type=held_out, default=0.1,
                         help="fraction of the training set held out to rank the models "
                              "(default: 0.1)")
     parser.add_argument("--patience", type=positive_int,
