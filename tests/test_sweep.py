@@ -87,3 +87,14 @@ def test_sweep_errors_are_usage_errors(tmp_path, capsys):
     _error(capsys, [*ARGS, "--lr", "-1"], "argument --lr: expected a finite number > 0")
     assert main([*ARGS, "--out", str(tmp_path / "b")]) == 0
     _error(capsys, [*ARGS, "--out", str(tmp_path / "b")], "already holds a sweep")
+
+
+def test_dropout_puts_a_dropout_after_each_hidden_activation(tmp_path, capsys):
+    out = tmp_path / "dropout"
+    assert main([*ARGS, "--dropout", "0.25", "--out", str(out)]) == 0
+    best = gn.load(out / "best.npz").model
+    kinds = [type(layer).__name__ for layer in best]
+    assert kinds == ["Flatten", "Linear", "ReLU", "Dropout", "Linear", "ReLU", "Dropout",
+                     "Linear"]
+    assert best[3].p == 0.25
+    assert json.loads((out / "sweep.json").read_text())["settings"]["dropout"] == 0.25

@@ -54,6 +54,8 @@ def add_arguments(parser):
     parser.add_argument("--hidden", type=positive_int, nargs="+", default=[512, 512],
                         metavar="WIDTH", help="hidden layer widths (default: 512 512)")
     parser.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu")
+    parser.add_argument("--dropout", type=fraction, default=0.0, metavar="P",
+                        help="a Dropout(P) after each hidden activation (default: 0, none)")
     parser.add_argument("--optimizer", choices=sorted(optim.OPTIMIZERS), default="sgd")
     parser.add_argument("--momentum", type=fraction, default=optim.DEFAULTS["sgd"]["momentum"],
                         help="SGD momentum (default: %(default)s)")
@@ -111,7 +113,8 @@ def run(args):
     grid = configurations(lrs, args.weight_decay, list(range(args.seeds)))
     settings = Settings(args.hidden, args.activation, args.optimizer,
                         args.momentum if args.optimizer == "sgd" else None, args.batch_size,
-                        epochs, args.schedule, args.patience, args.seed, args.order)
+                        epochs, args.schedule, args.patience, args.seed, args.order,
+                        args.dropout)
     out = args.out or os.path.join("runs", f"sweep-{args.dataset}-"
                                            f"{time.strftime('%Y%m%d-%H%M%S')}")
     with RunClaim(out):

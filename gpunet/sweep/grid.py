@@ -12,6 +12,8 @@ import numpy as np
 
 from .. import optim
 from ..cli_setup import build_model, make_schedule
+from ..nn.activations import Activation
+from ..nn.layers import Dropout, Sequential
 from ..nn.losses import CrossEntropyLoss
 from ..nn.stack import stack
 from ..training.loop.evaluation import Evaluation, evaluate
@@ -32,6 +34,7 @@ class Settings:
     patience: int | None
     seed: int
     order: str
+    dropout: float = 0.0
 
 
 def configurations(lrs, weight_decays, seeds):
@@ -81,8 +84,7 @@ def train_grid(train, val, classes, grid, settings, backend, *, progress=True,
                verbose=True) -> SweepResult:
     """Train the models of ``grid`` (from :func:`configurations`) on ``train`` as one stack
     on ``backend``, validating on ``val``; then time one model's epoch alone."""
-    inputs = int(np.prod(train[0].shape[1:]))
-    template = build_model(inputs, settings.hidden, settings.activation, classes)
+    template = _architecture(int(np.prod(train[0].shape[1:])), classes, settings)
     models = stack(template.to(backend), len(grid), seeds=[c["seed"] for c in grid])
     optimizer = _optimizer(settings, models.parameters(), [c["lr"] for c in grid],
                            [c["weight_decay"] for c in grid])
@@ -95,6 +97,20 @@ def train_grid(train, val, classes, grid, settings, backend, *, progress=True,
     trained_epochs = sum(len(h) for h in histories)
     return SweepResult(grid, models, histories, kept, seconds, epoch_seconds * trained_epochs,
                        epoch_seconds)
+
+
+def _architecture(inputs, classes, settings):
+    """``gpunet train``'s network, with a Dropout after each hidden activation when
+    ``settings.dropout`` is set (each model of the stack draws its own masks)."""
+    model = build_model(inputs, settings.hidden, settings.activation, classes)
+    if not settings.dropout:
+        return model
+    layers = []
+    for layer in model.layers:
+        layers.append(layer)
+        if isinstance(layer, Activation):
+            layers.append(Dropout(settings.dropout))
+    return Sequential(*layers)
 
 
 def _one_model_epoch(template, train, val, configuration, settings):
