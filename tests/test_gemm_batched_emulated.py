@@ -5,7 +5,7 @@ its own bias row."""
 import numpy as np
 import pytest
 
-from cuda_emulator.emulator import Emulator, compiler
+from cuda_emulator import compile_module, compiler
 from gemm_reference import assert_gemm_close
 from gpunet.ops.launchers import gemm
 from gpunet.ops.workspace import Workspace
@@ -16,8 +16,8 @@ if compiler() is None:
 
 
 @pytest.fixture(scope="module")
-def emulator(tmp_path_factory):
-    return Emulator(gemm.SOURCE, tmp_path_factory.mktemp("gemm_batched_emulator"))
+def emulator():
+    return compile_module(gemm.SOURCE.read(), gemm.SOURCE.options, gemm.SOURCE.kernels)
 
 
 def _operands(rng, batches, m, n, k, trans_a, trans_b, has_bias, _relu):

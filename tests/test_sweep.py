@@ -46,7 +46,7 @@ def test_sweep_ranks_the_grid_and_writes_its_files(tmp_path, capsys):
     assert best.meta["config"]["lr"] == ranked[0]["lr"]
     assert summary["best"]["model"] == ranked[0]["model"]
     # the best model's test accuracy, as gpunet eval measures it
-    (_, (X, y), _) = load_data("spirals", None, False, 0)
+    _, (X, y), _, _ = load_data("spirals", None, False, 0)
     X, y = X[:1000], y[:1000]
     assert gn.evaluate(best.model, X, y).accuracy == pytest.approx(
         summary["best"]["test_accuracy"])

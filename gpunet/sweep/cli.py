@@ -95,8 +95,9 @@ def _split(train, fraction, seed):
 
 
 def _data(args):
-    train, test, classes = load_data(args.dataset, args.data_dir, not args.no_download,
-                                     args.seed)
+    train, test, classes, source = load_data(args.dataset, args.data_dir,
+                                             not args.no_download, args.seed)
+    print(source)
     if args.quick:
         train = tuple(a[:QUICK["train"]] for a in train)
         test = tuple(a[:QUICK["test"]] for a in test)
