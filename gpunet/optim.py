@@ -66,13 +66,17 @@ class Optimizer:
 
     def _device(self, name):
         """The hyperparameter ``name`` as the update takes it: a float, or (per model) n
-        values in a device array made once."""
+        values in a device array made once (rewritten in place when the values change)."""
         value = getattr(self, name)
         if not isinstance(value, tuple):
             return value
-        if name not in self._on_device:
-            self._on_device[name] = self.backend.asarray(np.array(value, dtype=np.float64))
-        return self._on_device[name]
+        held, array = self._on_device.get(name, (None, None))
+        if array is None:
+            array = self.backend.asarray(np.array(value, dtype=np.float64))
+        elif held != value:
+            array[...] = self.backend.asarray(np.array(value, dtype=np.float64))
+        self._on_device[name] = (value, array)
+        return array
 
     def check_parameters(self):
         """Raise RuntimeError if the parameters this optimizer updates are no longer the

@@ -161,3 +161,7 @@ def test_refit_false_and_errors(digits):
         MLPSearchCV(estimator, {"early_stopping": [True]}, cv=2).fit(X, y)
     with pytest.raises(ValueError, match="learning_rate_init must be"):
         MLPSearchCV(estimator, {"learning_rate_init": [-1.0]}, cv=2).fit(X, y)
+    with pytest.raises(ValueError, match="class_weight"):
+        MLPSearchCV(estimator, {"class_weight": ["balanced"]}, cv=2).fit(X, y)
+    with pytest.raises(ValueError, match="3 or more classes"):
+        MLPSearchCV(estimator, {"alpha": [1e-4]}, cv=2).fit(X, y % 2)

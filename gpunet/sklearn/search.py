@@ -27,13 +27,14 @@ class MLPSearchCV(MetaEstimatorMixin, BaseEstimator):
     ``best_index_``, ``best_params_``, ``best_score_``, ``best_estimator_`` (refit on all
     the data when ``refit``), ``refit_time_``, ``scorer_``, ``n_splits_``, ``classes_``.
 
-    Unlike GridSearchCV, the fits run together: the candidates x folds whose networks share
+    It searches problems of 3 or more classes (two take one logistic output, not stacked),
+    without ``class_weight`` or ``early_stopping`` (use GridSearchCV for those). Unlike
+    GridSearchCV, the fits run together: the candidates x folds whose networks share
     an architecture (``hidden_layer_sizes``, ``activation``, ``solver``, ``batch_size``, the
     training rows' count) form one stack, trained in one pass over the data, each model as
     its estimator would train alone (its ``random_state``'s weights and shuffles, its own
     learning rate, ``alpha``, momentum, betas, ``tol``, ``max_iter`` ...). A candidate's
     ``fit_time`` is its stack's time shared equally among the stack's models.
-    ``early_stopping=True`` candidates are not searched this way (use GridSearchCV).
     """
 
     def __init__(self, estimator, param_grid, *, cv=5, scoring=None, refit=True):
@@ -50,12 +51,15 @@ class MLPSearchCV(MetaEstimatorMixin, BaseEstimator):
                             f"{type(self.estimator).__name__}; for other estimators use "
                             f"sklearn.model_selection.GridSearchCV")
         X = check_array(X, accept_sparse=True, dtype=(np.float64, np.float32))
-        X = np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float32)
+        X = np.asarray(X.toarray() if hasattr(X, "toarray") else X)
         y = column_or_1d(y, warn=True)
         check_classification_targets(y)
         if len(y) != len(X):
             raise ValueError(f"X and y must have the same number of samples, got {len(X)} "
                              f"and {len(y)}")
+        if len(np.unique(y)) < 3:
+            raise ValueError("MLPSearchCV trains problems of 3 or more classes as stacks (two "
+                             "classes take one logistic output); use GridSearchCV for them")
         candidates = list(ParameterGrid(self.param_grid))
         folds = list(check_cv(self.cv, y, classifier=True).split(X, y, groups))
         self.scorer_ = check_scoring(self.estimator, self.scoring)
@@ -67,9 +71,10 @@ class MLPSearchCV(MetaEstimatorMixin, BaseEstimator):
         for c, params in enumerate(candidates):
             estimator = clone(self.estimator).set_params(**params)
             estimator._check_params()  # a bad value fails here, naming the parameter
-            if estimator.early_stopping:
-                raise ValueError(f"candidate {params} has early_stopping=True, which "
-                                 f"MLPSearchCV does not train; use GridSearchCV for it")
+            if estimator.early_stopping or estimator.class_weight is not None:
+                raise ValueError(f"candidate {params} has early_stopping=True or a "
+                                 f"class_weight, which MLPSearchCV does not train; use "
+                                 f"GridSearchCV for it")
             for f, (train, _) in enumerate(folds):
                 key = stack_key(estimator, len(train), np.unique(y[train]))
                 stacks.setdefault(key, []).append(Member(c, f, estimator, train))
@@ -100,12 +105,14 @@ class MLPSearchCV(MetaEstimatorMixin, BaseEstimator):
     def _fit_one_stack(self, members, X, y, classes, folds, scores, fit_times, score_times):
         """Train one stack and score its models on their folds; returns how many of them
         reached max_iter unconverged."""
-        backend, _ = members[0].estimator._check_params()
+        first = members[0].estimator
+        backend, _ = first._check_params()
+        dtype = np.dtype(first.dtype if first.dtype is not None else X.dtype)  # as fit's
         codes = np.searchsorted(classes, y).clip(0, len(classes) - 1)
-        seconds = fit_stack(members, backend.asarray(X),
+        seconds = fit_stack(members, backend.asarray(X, dtype=dtype),
                             backend.asarray(codes.astype(np.int64)), len(classes), backend)
         for member in members:
-            fitted = _fitted(member, classes, X.shape[1])
+            fitted = _fitted(member, classes, X.shape[1], dtype)
             test = folds[member.fold][1]
             started = time.perf_counter()
             scores[member.candidate, member.fold] = self.scorer_(fitted, X[test], y[test])
@@ -135,12 +142,13 @@ class MLPSearchCV(MetaEstimatorMixin, BaseEstimator):
         return self.scorer_(self._best(), X, y)
 
 
-def _fitted(member, classes, n_features):
+def _fitted(member, classes, n_features, dtype):
     """The member's estimator, fitted with the model the stack trained: what predicting and
-    scoring read (``model_``, ``classes_``, ``n_features_in_``, ``n_outputs_``), with its
-    ``n_iter_`` and ``loss_curve_``."""
+    scoring read (``model_``, its dtype, ``classes_``, ``n_features_in_``, ``n_outputs_``),
+    with its ``n_iter_`` and ``loss_curve_``."""
     estimator = member.estimator.__sklearn_clone__()
-    estimator.model_ = member.model
+    estimator.model_, estimator._dtype = member.model, dtype
+    estimator.out_activation_ = "softmax"
     estimator.classes_ = classes
     estimator.n_features_in_ = n_features
     estimator.n_outputs_ = len(classes)

@@ -25,6 +25,7 @@ from sklearn.utils import check_random_state
 from .. import optim
 from ..backend import to_numpy
 from ..nn.boundary import inside
+from ..nn.losses import CrossEntropyLoss
 from ..nn.stack import quietly, stack
 from .base import MIN_ADAPTIVE_LR
 
@@ -133,16 +134,17 @@ class _Training:
 
 
 def fit_stack(members, X, codes, n_out, backend):
-    """Train ``members`` (sharing :func:`stack_key`) on the float32 device array ``X`` and
-    class codes ``codes`` as one stack; returns the seconds it took. Each member gets its
-    ``model`` (a plain model with its final weights), ``loss_curve``, ``n_iter`` and
-    ``converged``."""
+    """Train ``members`` (sharing :func:`stack_key`) on the device array ``X`` (in their
+    network's dtype) and class codes ``codes`` as one stack; returns the seconds it took.
+    Each member gets its ``model`` (a plain model with its final weights), ``loss_curve``,
+    ``n_iter`` and ``converged``."""
     first = members[0].estimator
     n_train = len(members[0].train)
     batch = first._batch(n_train)
-    template = quietly(lambda: _architecture(first, backend, X.shape[1], n_out))
+    template = quietly(lambda: _architecture(first, backend, X.shape[1], n_out, X.dtype))
     training = _Training(members, template, batch)
-    loss_fn = first._loss()
+    loss_fn = CrossEntropyLoss()
+    alphas = [m.estimator.alpha for m in training.members]
     started = time.perf_counter()
     for _ in range(training.rules.max_iter):
         models, rules = training.models, training.rules
@@ -151,6 +153,8 @@ def fit_stack(members, X, codes, n_out, backend):
         with inside():
             for start in range(0, n_train, batch):
                 index = rows[:, start:start + batch]
+                # sklearn's L2 term is alpha over the batch's rows: the last batch has fewer
+                training.optimizer.weight_decay = tuple(a / index.shape[1] for a in alphas)
                 total += loss_fn(models(X[index]), codes[index]) * index.shape[1]
                 models.backward(loss_fn.backward(), input_grad=False)
                 training.optimizer.step()
@@ -161,16 +165,18 @@ def fit_stack(members, X, codes, n_out, backend):
         if not done:
             break
         training = training.compacted(template, batch)
+        alphas = [m.estimator.alpha for m in training.members]
     for i, member in enumerate(training.members):
         if training.rules.active[i]:  # max_iter reached by the last of them
             member.model = training.models[i]
     return time.perf_counter() - started
 
 
-def _architecture(estimator, backend, n_in, n_out):
-    """The estimator's network (its weights are redrawn per model by the stack)."""
+def _architecture(estimator, backend, n_in, n_out, dtype):
+    """The estimator's network in ``dtype`` (its weights are redrawn per model by the
+    stack)."""
     probe = copy.copy(estimator)
-    probe._random_state = np.random.RandomState(0)
+    probe._random_state, probe._dtype = np.random.RandomState(0), np.dtype(dtype)
     return probe._build(backend, estimator._hidden_sizes(), n_in, n_out)
 
 
