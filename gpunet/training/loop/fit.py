@@ -267,8 +267,7 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
     if parallel is not None:
         parallel.shard = loader.shard
     groups = None if order == "shared" else models
-    batches = (GroupBatches(loader, groups, order == "bootstrap") if groups is not None
-               else None if row_weights is None else weighted_batches(loader, y, row_weights))
+    grouped = None if groups is None else GroupBatches(loader, groups, order == "bootstrap")
     mode, why = graph_mode(graph, model, loss_fn, X, y)
     if mode != "eager" and row_weights is not None:  # the static step gathers X and y only
         if graph == "on":
@@ -319,7 +318,9 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
                     train_loss, train_accuracy = train_epoch(
                         model, loss_fn, optimizer, loader, to_input, index + 1, epochs,
                         progress=progress, runner=runner, parallel=parallel,
-                        callbacks=callbacks, clip=clip, batches=batches)
+                        callbacks=callbacks, clip=clip,
+                        batches=grouped if row_weights is None
+                        else weighted_batches(loader, y, row_weights))
                     _check_some_finite(train_loss, trained, index + 1)
                     train_seconds = time.perf_counter() - started
                     result = _validate(model, val, loss_fn, eval_batch, index + 1, runner)
