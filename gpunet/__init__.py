@@ -23,6 +23,7 @@ from .nn.losses import BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss, NLLLo
 from .nn.module import Module
 from .nn.activations import Activation, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from .nn import Dropout, Flatten, Linear, Sequential, from_config, register_layer
+from .nn.stack import Stack, stack
 from .nn.parameter import Parameter
 from .nn.clip_grad import clip_grad_norm_, clip_grad_value_
 from .training.loop.evaluation import Evaluation, evaluate, predict
@@ -36,10 +37,10 @@ __all__ = [
     "BCEWithLogitsLoss", "BackendUnavailable", "CrossEntropyLoss", "DataLoader", "Dropout",
     "Flatten",
     "GradcheckError", "LeakyReLU", "Linear", "LogSoftmax", "Loss", "MSELoss", "Module",
-    "NLLLoss", "Parameter", "ReLU", "Sequential", "Sigmoid", "Softmax", "Tanh",
+    "NLLLoss", "Parameter", "ReLU", "Sequential", "Sigmoid", "Softmax", "Stack", "Tanh",
     "clip_grad_norm_", "clip_grad_value_", "datasets", "distributed", "from_config", "get_backend", "gpu_status", "gradcheck", "init",
     "manual_seed", "optim",
     "set_tf32", "to_numpy", "warmup",
     "Checkpoint", "CheckpointError", "Evaluation", "LoadLimits", "History", "NonFiniteLossError",
-    "StopTraining", "evaluate", "fit", "load", "predict", "save", "schedules",
+    "StopTraining", "evaluate", "fit", "load", "predict", "save", "schedules", "stack",
 ]

@@ -61,6 +61,24 @@ def check_number(value, name, low=None, high=None, *, low_open=False, high_open=
     return float(value)
 
 
+def check_per_model(value, name, models, **bounds):
+    """A hyperparameter of ``models`` models (None: not a stack): a scalar, checked by
+    :func:`check_number` with ``bounds`` and returned as a float (the same for every model),
+    or, for a stack, ``models`` such numbers (a list, tuple or 1-D array), returned as a
+    tuple of floats."""
+    if np.ndim(value) == 0 or isinstance(value, (str, bytes)):
+        return check_number(value.item() if isinstance(value, np.ndarray) else value, name,
+                            **bounds)
+    if models is None:
+        raise CheckError(name, "a number (one value per model is for the parameters of a "
+                         "stack, gn.stack(model, n))", value)
+    values = list(np.asarray(value, dtype=object).reshape(-1)) if np.ndim(value) == 1 else None
+    if values is None or len(values) != models:
+        raise CheckError(name, f"a number or {models} numbers, one per model of the stack",
+                         value)
+    return tuple(check_number(v, f"{name}[{i}]", **bounds) for i, v in enumerate(values))
+
+
 def check_fraction(value, name) -> float:
     """``value`` as a float in [0, 1)."""
     return check_number(value, name, 0, 1, high_open=True)

@@ -141,6 +141,14 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
             speedrun.add_arguments(speedrun_cmd)
             _add_data_options(speedrun_cmd)
             speedrun_cmd.set_defaults(func=speedrun.run)
+    sweep_cmd = commands.add_parser("sweep", help="train a grid of learning rates, weight "
+                                    "decays and seeds as one stack, ranked by validation")
+    if _command_of(sys.argv[1:] if argv is None else argv) == "sweep":
+        from .sweep import cli as sweep  # imported only when it runs
+
+        sweep.add_arguments(sweep_cmd)
+        _add_data_options(sweep_cmd)
+        sweep_cmd.set_defaults(func=sweep.run)
     add_demo_parser(commands)
     return parser
 

@@ -3,15 +3,22 @@
 Full-batch GD, SGD and mini-batch GD are the same optimizer fed batches of different sizes.
 The learning rate and the step count live in 1-element device arrays, so an update needs no
 host synchronisation (and a captured CUDA graph can read them).
+
+The parameters of a stack (``gn.stack``: n models with a leading model axis) take one value
+per model wherever a scalar is taken (``lr``, ``momentum``, ``weight_decay``, Adam's ``betas``
+and ``eps``): n numbers instead of one. The learning rate of a stack's optimizer is then an n-
+element device array; other per-model values are n-element device arrays too, and the update
+reads each model's value along the flat buffer (``ops/models.py``), still one call.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .backend import backend_of, to_numpy
-from .checks import check_number
+from .checks import check_per_model
 from .nn.module import Module
 from .nn.parameter import Parameter, flatten_parameters
+from .ops.models import ModelLayout
 
 
 class Optimizer:
@@ -24,23 +31,52 @@ class Optimizer:
         self.backend = backend_of(params[0].data)
         xp = self.backend.xp
         self.flat = flatten_parameters(params, xp)
+        self.model_layout = _model_layout(self.flat.params)
         dtype = self.flat.data.dtype
-        self._lr = xp.zeros(1, dtype=dtype)
+        self._lr = xp.zeros(1 if self.model_layout is None else self.model_layout.models,
+                            dtype=dtype)
         self._step = xp.zeros(1, dtype=dtype)
         self.step_count = 0
+        self._on_device: dict = {}
         self.lr = lr
         self.buffers = {name: xp.zeros_like(self.flat.data) for name in self.buffer_names}
 
     @property
-    def lr(self) -> float:
-        """The learning rate (settable, e.g. by a schedule)."""
-        return self._lr_value
+    def models(self) -> int | None:
+        """The number of models of the stack whose parameters this updates (None: plain)."""
+        return None if self.model_layout is None else self.model_layout.models
+
+    @property
+    def lr(self):
+        """The learning rate (settable, e.g. by a schedule): a float, or for a stack's
+        parameters an array of one rate per model (set it from one number or n)."""
+        if self.model_layout is None:
+            return self._lr_value
+        return np.array(self._lr_value, dtype=np.float64)
 
     @lr.setter
     def lr(self, value):
-        check_number(value, "lr", 0)
-        self._lr_value = float(value)
-        self._lr.fill(self._lr_value)
+        value = check_per_model(value, "lr", self.models, low=0)
+        if self.model_layout is None:
+            self._lr_value = value
+            self._lr.fill(value)
+            return
+        self._lr_value = value if isinstance(value, tuple) else (value,) * self.models
+        self._lr[...] = self.backend.asarray(np.array(self._lr_value), dtype=self._lr.dtype)
+
+    def _device(self, name):
+        """The hyperparameter ``name`` as the update takes it: a float, or (per model) n
+        values in a device array made once (rewritten in place when the values change)."""
+        value = getattr(self, name)
+        if not isinstance(value, tuple):
+            return value
+        held, array = self._on_device.get(name, (None, None))
+        if array is None:
+            array = self.backend.asarray(np.array(value, dtype=np.float64))
+        elif held != value:
+            array[...] = self.backend.asarray(np.array(value, dtype=np.float64))
+        self._on_device[name] = (value, array)
+        return array
 
     def check_parameters(self):
         """Raise RuntimeError if the parameters this optimizer updates are no longer the
@@ -102,7 +138,7 @@ class Optimizer:
     def state_dict(self) -> dict:
         """Plain values and NumPy arrays: ``type``, ``lr``, ``step``, hyperparameters and
         the state buffers (``buffer.NAME``), portable between backends."""
-        state = {"type": type(self).__name__, "lr": self.lr, "step": self.step_count}
+        state = {"type": type(self).__name__, "lr": self._lr_value, "step": self.step_count}
         state.update(self.hyperparameters())
         for name, buf in self.buffers.items():
             state[f"buffer.{name}"] = to_numpy(buf).copy()
@@ -123,8 +159,7 @@ class Optimizer:
         if missing:
             raise KeyError(f"optimizer state lacks {missing}")
         for key, value in self.hyperparameters().items():
-            saved = tuple(state[key]) if isinstance(value, tuple) else state[key]
-            if saved != value:
+            if _as_tuples(state[key]) != _as_tuples(value):
                 raise ValueError(f"optimizer state has {key}={state[key]!r}, this optimizer "
                                  f"has {key}={value!r}; create it with the saved settings "
                                  f"(gpunet.load(...).make_optimizer() does)")
@@ -133,12 +168,41 @@ class Optimizer:
             if value.shape != tuple(buf.shape):
                 raise ValueError(f"optimizer state 'buffer.{name}' has shape {value.shape}, "
                                  f"the parameters need {tuple(buf.shape)}")
-        check_number(state["lr"], "lr", 0)
+        check_per_model(state["lr"], "lr", self.models, low=0)
         for name, buf in self.buffers.items():
             buf[...] = self.backend.asarray(state[f"buffer.{name}"], dtype=buf.dtype)
         self.lr = state["lr"]
         self.step_count = int(state["step"])
         self._step.fill(self.step_count)
+
+
+def _as_tuples(value):
+    """Lists (as JSON gives them back) as tuples, nested, for comparing saved settings."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_as_tuples(v) for v in value)
+    return value
+
+
+def _stack_size(params):
+    """The number of models of the stack whose parameters ``params`` are (None: plain)."""
+    counts = {getattr(p, "models", None) for p in params}
+    if len(counts) > 1:
+        raise ValueError(f"the parameters mix those of stacks of "
+                         f"{sorted(c for c in counts if c)} models"
+                         f"{' and plain ones' if None in counts else ''}; an optimizer updates "
+                         f"one stack (gn.stack) or plain models")
+    return counts.pop()
+
+
+def _model_layout(params):
+    """The :class:`ModelLayout` of a stack's parameters (None for plain parameters)."""
+    models = _stack_size(params)
+    return None if models is None else ModelLayout(models, [p.data.size for p in params])
+
+
+def _values(value):
+    """A hyperparameter's values: the per-model tuple, or the scalar as a 1-tuple."""
+    return value if isinstance(value, tuple) else (value,)
 
 
 def _parameter_list(params, name):
@@ -171,12 +235,16 @@ class SGD(Optimizer):
     L2 weight decay added to the gradient."""
 
     def __init__(self, params, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
-        self.momentum = check_number(momentum, "momentum", 0, 1, high_open=True)
-        self.weight_decay = check_number(weight_decay, "weight_decay", 0)
+        params = _parameter_list(params, type(self).__name__)
+        models = _stack_size(params)
+        self.momentum = check_per_model(momentum, "momentum", models, low=0, high=1,
+                                        high_open=True)
+        self.weight_decay = check_per_model(weight_decay, "weight_decay", models, low=0)
         self.nesterov = bool(nesterov)
-        if self.nesterov and self.momentum == 0:
-            raise ValueError("nesterov=True needs momentum > 0, got momentum=0")
-        self.buffer_names = ("momentum",) if self.momentum else ()
+        if self.nesterov and min(_values(self.momentum)) == 0:
+            raise ValueError(f"nesterov=True needs momentum > 0 (for every model), got "
+                             f"momentum={self.momentum}")
+        self.buffer_names = ("momentum",) if any(_values(self.momentum)) else ()
         super().__init__(params, lr)
 
     def hyperparameters(self):
@@ -186,7 +254,9 @@ class SGD(Optimizer):
     def _update(self):
         self.backend.ops.sgd_update(
             self.flat.data, self.flat.grad, self.buffers.get("momentum"), self._lr,
-            momentum=self.momentum, weight_decay=self.weight_decay, nesterov=self.nesterov)
+            momentum=self._device("momentum") if self.buffer_names else 0.0,
+            weight_decay=self._device("weight_decay"),
+            nesterov=self.nesterov, models=self.model_layout)
 
 
 class Adam(Optimizer):
@@ -199,10 +269,14 @@ class Adam(Optimizer):
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-        self.beta1 = check_number(betas[0], "betas[0]", 0, 1, high_open=True)
-        self.beta2 = check_number(betas[1], "betas[1]", 0, 1, high_open=True)
-        self.eps = check_number(eps, "eps", 0)
-        self.weight_decay = check_number(weight_decay, "weight_decay", 0)
+        params = _parameter_list(params, type(self).__name__)
+        models = _stack_size(params)
+        self.beta1 = check_per_model(betas[0], "betas[0]", models, low=0, high=1,
+                                     high_open=True)
+        self.beta2 = check_per_model(betas[1], "betas[1]", models, low=0, high=1,
+                                     high_open=True)
+        self.eps = check_per_model(eps, "eps", models, low=0)
+        self.weight_decay = check_per_model(weight_decay, "weight_decay", models, low=0)
         super().__init__(params, lr)
 
     def hyperparameters(self):
@@ -213,9 +287,10 @@ class Adam(Optimizer):
         self._step += 1  # the bias corrections read the step count on the device
         self.backend.ops.adam_update(
             self.flat.data, self.flat.grad, self.buffers["exp_avg"],
-            self.buffers["exp_avg_sq"], self._lr, self._step, beta1=self.beta1,
-            beta2=self.beta2, eps=self.eps, weight_decay=self.weight_decay,
-            decoupled=self.decoupled)
+            self.buffers["exp_avg_sq"], self._lr, self._step, beta1=self._device("beta1"),
+            beta2=self._device("beta2"), eps=self._device("eps"),
+            weight_decay=self._device("weight_decay"), decoupled=self.decoupled,
+            models=self.model_layout)
 
 
 class AdamW(Adam):

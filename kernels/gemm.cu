@@ -26,6 +26,11 @@
 // Tests: tests/test_gemm_emulated.py (this source on the CPU), tests/test_gemm_plan.py,
 // tests/test_gpu_gemm.py, tests/test_cupy_ops.py (the "tiled" route), tests/test_gpu_path.py.
 // No headers: everything used here is an NVRTC built-in.
+//
+// Batched (a stack's models, gn.stack): blockIdx.z = batch * splits + split; product `batch`
+// reads A, B and the bias `stride_*` elements further on and writes C (or its slabs of
+// partial sums) batch * M * N further on: C is contiguous over the batch. One launch for
+// every model's product, as for one model's.
 
 #if !defined(SHARED_PAD) || !defined(REDUCE_THREADS)
 #error "launch sizes come from gpunet/ops/launchers/gemm.py: -DSHARED_PAD=... -DREDUCE_THREADS=..."
@@ -114,14 +119,15 @@ struct Slice {
     }
 };
 
-// Grid: (ceil(M / BM), ceil(N / BN), splits); block: BM/TM * BN/TN threads (1-D). c is C, or
-// the (splits, M, N) partial sums when the launcher splits K (then HAS_BIAS = RELU = false).
+// Grid: (ceil(M / BM), ceil(N / BN), batches * splits); block: BM/TM * BN/TN threads (1-D).
+// c is C, or the (batches, splits, M, N) partial sums when the launcher splits K (then
+// HAS_BIAS = RELU = false).
 // At least 2 blocks per SM: registers are capped at 128 a thread for the 256-thread tiles.
 template <int BM, int BN, int BK, int TM, int TN, bool TA, bool TB, bool HAS_BIAS, bool RELU>
 __global__ void __launch_bounds__(BM * BN / TM / TN, 2)
 gemm_tiled(const float* __restrict__ a, const float* __restrict__ b,
            const float* __restrict__ bias, float* __restrict__ c, int M, int N, int K,
-           int k_per_split)
+           int k_per_split, int splits, int stride_a, int stride_b, int stride_bias)
 {
     constexpr int THREADS = BM * BN / TM / TN;
     constexpr int RM = BM / TM, CN = BN / TN;  // threads along m, along n
@@ -131,15 +137,19 @@ gemm_tiled(const float* __restrict__ a, const float* __restrict__ b,
     alignas(16) __shared__ float b_tile[2][BK][BN + SHARED_PAD];  // b_tile[buffer][k][n]
     Slice<BK, BM, THREADS, !TA> a_slice;  // A is k-contiguous unless transposed
     Slice<BK, BN, THREADS, TB> b_slice;   // B is k-contiguous when transposed
+    const long long batch = blockIdx.z / splits;
+    a += batch * (long long)stride_a;
+    b += batch * (long long)stride_b;
+    if (HAS_BIAS) bias += batch * (long long)stride_bias;
     const int lda = TA ? M : K, ldb = TB ? K : N;
     const bool vec_a = aligned16(a) && lda % 4 == 0, vec_b = aligned16(b) && ldb % 4 == 0;
 
     const int tid = threadIdx.x, tx = tid % CN, ty = tid / CN;
     const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
-    const int k_begin = blockIdx.z * k_per_split;
+    const int k_begin = (int)(blockIdx.z - batch * splits) * k_per_split;
     const int k_end = K - k_begin < k_per_split ? K : k_begin + k_per_split;
     const int slices = (k_end - k_begin + BK - 1) / BK;  // 0 when K == 0: bias/zeros only
-    c += (long long)blockIdx.z * M * N;                  // split z writes slab z
+    c += (long long)blockIdx.z * M * N;  // slab (batch, split), or product batch's C
 
     float acc[TM][TN];
 #pragma unroll
@@ -221,19 +231,22 @@ gemm_tiled(const float* __restrict__ a, const float* __restrict__ b,
 }
 
 // Second pass of split-K: c = act(sum over s of partials[s] + bias), the slabs added in order
-// s = 0, 1, ... (deterministic). Grid-stride over the M * N outputs; block: REDUCE_THREADS.
+// s = 0, 1, ... (deterministic). Grid-stride over the batches * M * N outputs (product b's
+// bias `stride_bias` elements further on); block: REDUCE_THREADS.
 template <bool HAS_BIAS, bool RELU>
 __global__ void __launch_bounds__(REDUCE_THREADS)
 split_k_reduce(const float* __restrict__ partials, const float* __restrict__ bias,
-               float* __restrict__ c, int M, int N, int splits)
+               float* __restrict__ c, int M, int N, int splits, int batches, int stride_bias)
 {
-    const long long total = (long long)M * N;
+    const long long per = (long long)M * N, total = per * batches;
     const long long stride = (long long)gridDim.x * REDUCE_THREADS;
     for (long long e = (long long)blockIdx.x * REDUCE_THREADS + threadIdx.x; e < total;
          e += stride) {
-        float v = partials[e];
-        for (int s = 1; s < splits; ++s) v += partials[s * total + e];
-        if (HAS_BIAS) v += bias[e % N];
+        const long long batch = e / per, within = e - batch * per;
+        const float* slabs = partials + batch * splits * per + within;
+        float v = slabs[0];
+        for (int s = 1; s < splits; ++s) v += slabs[s * per];
+        if (HAS_BIAS) v += bias[batch * stride_bias + within % N];
         if (RELU) v = v < 0.f ? 0.f : v;  // keeps NaN, as numpy.maximum does
         c[e] = v;
     }

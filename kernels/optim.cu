@@ -6,10 +6,21 @@
 // The first n4 elements are processed as float4 (the host passes n4 = n / 4 only when every
 // pointer is 16-byte aligned, else 0); a scalar loop takes the rest. Grid-stride loops.
 //
-// Launcher: gpunet/ops/launchers/optim.py (no launch size is compiled in: any block works).
+// A stack's flat buffer (gn.stack: n models, each parameter a segment of n * size values,
+// model-major) updates with per-model hyperparameters in the *_models kernels: each block
+// first writes every model's arguments into shared memory (Adam's bias corrections computed
+// once per model there, not per element), then each element finds its model from the
+// segment table (seg_start: S + 1 flat offsets, seg_size: values per model of each segment).
+//
+// Launcher: gpunet/ops/launchers/optim.py (it passes -DMAX_MODELS: the shared-memory table).
 // NumPy reference: NumpyOps.sgd_update, NumpyOps.adam_update.
 // Tests: tests/test_cupy_ops.py (test_sgd_update, test_adam_update), tests/test_gpu_path.py
-// (against torch.optim over 1,000 steps). No headers: everything used here is an NVRTC built-in.
+// (against torch.optim over 1,000 steps), tests/test_stack_gpu.py (per model). No headers:
+// everything used here is an NVRTC built-in.
+
+#if !defined(MAX_MODELS)
+#error "MAX_MODELS comes from gpunet/ops/launchers/optim.py as -DMAX_MODELS=..."
+#endif
 
 // This thread's first index and the step of a grid-stride loop over the whole grid.
 __device__ __forceinline__ long long grid_start()
@@ -136,5 +147,86 @@ __global__ void adam_update(float* __restrict__ param, const float* __restrict__
     }
     for (long long i = 4 * n4 + start; i < n; i += stride) {
         adam_one(param[i], grad[i], exp_avg[i], exp_avg_sq[i], a);
+    }
+}
+
+// The model of flat index i: the segment holding i (a linear search: a stack has a few
+// segments, two per layer), then the offset within it over the values per model.
+__device__ __forceinline__ int model_of(long long i, const long long* __restrict__ seg_start,
+                                        const long long* __restrict__ seg_size, int segments)
+{
+    int s = 0;
+    while (s + 1 < segments && i >= seg_start[s + 1]) ++s;
+    return (int)((i - seg_start[s]) / seg_size[s]);
+}
+
+// A per-model hyperparameter: values[m] when given per model, else the shared one.
+__device__ __forceinline__ double per_model(const double* values, int m, double shared)
+{
+    return values != nullptr ? values[m] : shared;
+}
+
+// sgd_update with the learning rate lr[m] of each model m and, where not null, its momentum
+// and weight decay; `velocity` is null when no model has momentum.
+__global__ void sgd_update_models(float* __restrict__ param, const float* __restrict__ grad,
+                                  float* __restrict__ velocity, const float* __restrict__ lr,
+                                  long long n, const double* __restrict__ momentum,
+                                  const double* __restrict__ weight_decay,
+                                  double momentum_all, double decay_all, int nesterov,
+                                  const long long* __restrict__ seg_start,
+                                  const long long* __restrict__ seg_size, int segments,
+                                  int models)
+{
+    __shared__ SgdArgs args[MAX_MODELS];
+    for (int m = threadIdx.x; m < models; m += blockDim.x) {
+        args[m].lr = lr[m];
+        args[m].momentum = (float)per_model(momentum, m, momentum_all);
+        args[m].weight_decay = (float)per_model(weight_decay, m, decay_all);
+        args[m].use_momentum = velocity != nullptr;
+        args[m].nesterov = nesterov != 0;
+    }
+    __syncthreads();
+    for (long long i = grid_start(); i < n; i += grid_stride()) {
+        const SgdArgs& a = args[model_of(i, seg_start, seg_size, segments)];
+        float v = a.use_momentum ? velocity[i] : 0.f;
+        sgd_one(param[i], grad[i], v, a);
+        if (a.use_momentum) velocity[i] = v;
+    }
+}
+
+// adam_update with each model's learning rate lr[m] and, where not null, its betas, eps and
+// weight decay: the bias corrections of every model computed once per block, in double.
+__global__ void adam_update_models(float* __restrict__ param, const float* __restrict__ grad,
+                                   float* __restrict__ exp_avg, float* __restrict__ exp_avg_sq,
+                                   const float* __restrict__ lr, const float* __restrict__ step,
+                                   long long n, const double* __restrict__ beta1,
+                                   const double* __restrict__ beta2,
+                                   const double* __restrict__ eps,
+                                   const double* __restrict__ weight_decay, double beta1_all,
+                                   double beta2_all, double eps_all, double decay_all,
+                                   int decoupled, const long long* __restrict__ seg_start,
+                                   const long long* __restrict__ seg_size, int segments,
+                                   int models)
+{
+    __shared__ AdamArgs args[MAX_MODELS];
+    const double t = (double)step[0];
+    for (int m = threadIdx.x; m < models; m += blockDim.x) {
+        const double b1 = per_model(beta1, m, beta1_all), b2 = per_model(beta2, m, beta2_all);
+        const double wd = per_model(weight_decay, m, decay_all), rate = (double)lr[m];
+        AdamArgs& a = args[m];
+        a.one_minus_beta1 = (float)(1.0 - b1);
+        a.beta2 = (float)b2;
+        a.one_minus_beta2 = (float)(1.0 - b2);
+        a.eps = (float)per_model(eps, m, eps_all);
+        a.weight_decay = (float)wd;
+        a.decay = (float)(1.0 - rate * wd);
+        a.neg_step_size = (float)(-rate / (1.0 - pow(b1, t)));
+        a.bias2_sqrt = (float)sqrt(1.0 - pow(b2, t));
+        a.decoupled = decoupled != 0;
+    }
+    __syncthreads();
+    for (long long i = grid_start(); i < n; i += grid_stride()) {
+        adam_one(param[i], grad[i], exp_avg[i], exp_avg_sq[i],
+                 args[model_of(i, seg_start, seg_size, segments)]);
     }
 }

@@ -10,6 +10,10 @@
 // cross_entropy(weight=, label_smoothing=) with per-row weights), a first kernel sums the
 // batch's weight W the same deterministic way, the rows use 1 / W and the mean divides by W.
 //
+// A stack's logits (gn.stack: models x batch rows) take one mean per model: row r reads label
+// (r / label_period) * label_batch + r % label_batch (labels shared by all models, or one row
+// of labels per group of models), and the finish kernel's grid y is the model.
+//
 // Launcher: gpunet/ops/launchers/softmax_xent.py (it passes -DWARP, -DROWS_PER_BLOCK,
 // -DFINISH_THREADS). NumPy reference: NumpyOps.softmax_cross_entropy, NumpyOps.check_labels.
 // Tests: tests/test_cupy_ops.py (test_softmax_cross_entropy, test_out_of_range_label_*),
@@ -117,7 +121,8 @@ __global__ void softmax_xent_rows(const float* __restrict__ logits, const L* __r
                                   int rows, int classes, float inv_batch,
                                   const float* __restrict__ class_weight,
                                   const float* __restrict__ sample_weight,
-                                  const float* __restrict__ inv_total, float smoothing)
+                                  const float* __restrict__ inv_total, float smoothing,
+                                  int label_period, int label_batch)
 {
     const int lane = threadIdx.x % WARP;
     const int warp = threadIdx.x / WARP;
@@ -126,10 +131,11 @@ __global__ void softmax_xent_rows(const float* __restrict__ logits, const L* __r
          row += gridDim.x * ROWS_PER_BLOCK) {
         const float* x = logits + (long long)row * classes;
         float* g = grad + (long long)row * classes;
-        const long long label = (long long)labels[row];  // the same for the whole warp
+        const int at = row / label_period * label_batch + row % label_batch;  // its label
+        const long long label = (long long)labels[at];  // the same for the whole warp
         if (label < 0 || label >= classes) {
             if (lane == 0) {
-                record_bad_label(err, row, label);
+                record_bad_label(err, at, label);
                 row_loss[row] = quiet_nan();
                 row_hit[row] = 0;
             }
@@ -193,6 +199,8 @@ __device__ __forceinline__ void block_sum(double* ls, long long* hs, double l, l
 // [b * chunk, (b + 1) * chunk) into part_loss[b], part_hit[b]; the last block to take a
 // ticket sums the parts in index order and resets the ticket counter for the next call.
 // Block: FINISH_THREADS threads; grid: ceil(rows / chunk) blocks, at most FINISH_THREADS.
+// Grid y > 1: a stack's models, `rows` each, one after another; model y has its own parts,
+// ticket, loss[y] and hits[y].
 __global__ void softmax_xent_finish(const float* __restrict__ row_loss,
                                     const int* __restrict__ row_hit, double* part_loss,
                                     long long* part_hit, unsigned int* ticket,
@@ -202,6 +210,12 @@ __global__ void softmax_xent_finish(const float* __restrict__ row_loss,
     __shared__ double ls[FINISH_THREADS];
     __shared__ long long hs[FINISH_THREADS];
     __shared__ bool last;
+    const long long model = blockIdx.y;
+    row_loss += model * rows;
+    row_hit += model * rows;
+    part_loss += model * gridDim.x;
+    part_hit += model * gridDim.x;
+    ticket += model;
     const int begin = blockIdx.x * chunk;
     const int end = rows - begin < chunk ? rows : begin + chunk;
     double l = 0.0;
@@ -227,8 +241,8 @@ __global__ void softmax_xent_finish(const float* __restrict__ row_loss,
     }
     block_sum(ls, hs, l, h);
     if (threadIdx.x == 0) {
-        loss[0] = (float)(ls[0] / (total != nullptr ? total[0] : (double)rows));
-        hits[0] = hs[0];
+        loss[model] = (float)(ls[0] / (total != nullptr ? total[0] : (double)rows));
+        hits[model] = hs[0];
         *ticket = 0u;
     }
 }

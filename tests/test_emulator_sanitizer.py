@@ -63,8 +63,8 @@ module = real_module(linear_relu.SOURCE)
 buffer = np.zeros(33, np.float32)
 out = buffer[1:] if buffer.ctypes.data % 16 == 0 else buffer[:-1]  # not 16-byte aligned
 bias = np.zeros(8, np.float32)
-module.launch("bias_act_inplace<true, true>", 1, 32,
-              (out, bias, np.int64(32), np.int64(8), np.int64(8)))  # n4 > 0 although misaligned
+module.launch("bias_act_inplace<true, true>", 1, 32,  # n4 > 0 although misaligned
+              (out, bias, np.int64(32), np.int64(8), np.int64(8), np.int64(32)))
 print("no error reported")
 """
 

@@ -219,8 +219,14 @@ def test_cli_max_params_option(tmp_path, capsys):
 def test_implied_shapes_match_built_models_for_every_layer_type():
     """checkpoint_layout knows which layers have parameters without building them; a new
     layer type with parameters must be taught to it, or this test fails."""
-    layers = [cls() for name, cls in LAYERS.items() if name not in ("Linear", "Sequential")]
+    built = ("Linear", "Sequential", "Stack", "StackedLinear")  # built with arguments below
+    layers = [cls() for name, cls in LAYERS.items() if name not in built]
     model = gn.Sequential(gn.Linear(3, 5), *layers, gn.Sequential(gn.Linear(5, 2, bias=False)))
     shapes = implied_shapes(model.config(), "model", LoadLimits())
     assert shapes == {k: v.shape for k, v in model.state_dict().items()}
     assert shapes == {"0.weight": (5, 3), "0.bias": (5,), f"{len(layers) + 1}.0.weight": (2, 5)}
+    stack = gn.stack(gn.Sequential(gn.Linear(3, 5), gn.ReLU(), gn.Linear(5, 2, bias=False)), 4)
+    for module in (stack, stack.layers[0]):  # a stack, and one of its stacked layers
+        shapes = implied_shapes(module.config(), "model", LoadLimits())
+        assert shapes == {k: v.shape for k, v in module.state_dict().items()}
+    assert implied_shapes(stack.config(), "m", LoadLimits())["2.weight"] == (4, 2, 5)

@@ -10,7 +10,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "gpunet"
 LAYERS = {"checks": 0, "backend": 1, "ops": 2, "nn": 3, "optim": 3, "data": 4, "training": 5,
           "distributed": 5,
-          "bench": 6, "cli": 6, "cli_setup": 6, "demo": 6, "sklearn": 6, "__init__": 7,
+          "bench": 6, "cli": 6, "cli_setup": 6, "demo": 6, "sklearn": 6, "sweep": 6,
+          "__init__": 7,
           "__main__": 7}
 
 

@@ -15,6 +15,7 @@ from ..backend import backend_of, to_numpy
 from ..checks import check_number
 from ..ops.workspace import Workspace
 from .boundary import public
+from .stack import check_model_targets
 
 
 class Loss:
@@ -111,7 +112,8 @@ class CrossEntropyLoss(Loss):
     pass on the GPU in every combination.
 
     ``last_correct`` holds the number of correctly classified rows of the last call (a 0-d
-    device array), computed in the same pass.
+    device array), computed in the same pass. A stack's logits (n, batch, classes) give n
+    losses and counts, one per model (labels (batch,) or (groups, batch): ``nn/stack.py``).
     """
 
     targets = "classes"
@@ -125,7 +127,10 @@ class CrossEntropyLoss(Loss):
         self._device_weight = None
 
     def forward(self, backend, logits, labels, grad, sample_weight=None):
-        check_class_targets("CrossEntropyLoss", logits, labels)
+        if logits.ndim == 3:  # a stack's logits (models, batch, classes): one loss per model
+            check_model_targets("CrossEntropyLoss", logits, labels)
+        else:
+            check_class_targets("CrossEntropyLoss", logits, labels)
         loss, self.last_correct = backend.ops.softmax_cross_entropy(
             logits, labels, grad, weight=self.weight_on(backend, logits),
             sample_weight=sample_weight, label_smoothing=self.label_smoothing)
@@ -135,9 +140,9 @@ class CrossEntropyLoss(Loss):
         """The class weights on ``backend`` in the logits' dtype (copied once), or None."""
         if self.weight is None:
             return None
-        if logits.shape[1] != len(self.weight):
+        if logits.shape[-1] != len(self.weight):
             raise ValueError(f"CrossEntropyLoss has {len(self.weight)} class weights, the "
-                             f"logits have {logits.shape[1]} classes")
+                             f"logits have {logits.shape[-1]} classes")
         cached = self._device_weight
         if cached is None or backend_of(cached) is not backend or cached.dtype != logits.dtype:
             self._device_weight = cached = backend.asarray(self.weight, dtype=logits.dtype)

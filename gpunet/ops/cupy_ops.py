@@ -14,6 +14,7 @@ import numpy as np
 
 from .kernels import fits_int32
 from .launchers import clip_grad, gemm, linear_relu, optim, softmax_xent, step
+from .models import is_per_model, used
 from .numpy_ops import NumpyOps
 
 LAUNCHERS = (linear_relu, softmax_xent, optim, gemm, step, clip_grad)
@@ -43,6 +44,12 @@ def _is_f32(*arrays) -> bool:
                for a in arrays)
 
 
+def _rows_f32(a) -> bool:
+    """A float32 CuPy array whose rows are contiguous (a stack's strided layer input)."""
+    return (isinstance(a, cupy.ndarray) and a.dtype == np.float32 and a.strides[-1] == 4
+            and fits_int32(a.shape))
+
+
 def _same_size(size, *arrays) -> bool:
     return all(a is not None and a.size == size for a in arrays)
 
@@ -64,6 +71,7 @@ class CupyOps(NumpyOps):
         self.gemm_routes = GEMM_ROUTES
         self._error_words = None
         self._pending_checks = {}  # error slot -> class counts checked since check_errors
+        self._segment_tables: dict = {}  # a stack's ModelLayout -> its segment table
 
     def _error_word(self, slot):
         if self._error_words is None:
@@ -79,23 +87,48 @@ class CupyOps(NumpyOps):
         return "cublas"
 
     def _gemm(self, a, b, out, trans_a, trans_b, bias=None, relu=False):
-        """``out = act(op(a) @ op(b) + bias)`` through the routed GEMM."""
-        m, n = out.shape
-        k = a.shape[0] if trans_a else a.shape[1]
-        if gemm.can_launch(m, n) and self.gemm_route(m, n, k) == "tiled":
-            return gemm.gemm(a, b, out, trans_a, trans_b, self.workspace, bias, relu)
-        cupy.matmul(a.T if trans_a else a, b.T if trans_b else b, out=out)
+        """``out = act(op(a) @ op(b) + bias)`` through the routed GEMM; 3-D operands are a
+        stack's models (``nn/stack.py``): one batched cuBLAS GEMM, then the epilogue with a
+        bias row per model."""
+        m, n = out.shape[-2:]
+        k = a.shape[-2] if trans_a else a.shape[-1]
+        batches = out.shape[0] if out.ndim == 3 else 1
+        if gemm.can_launch(m, n, batches) and self.gemm_route(m, n, k) == "tiled":
+            if out.ndim == 2:
+                return gemm.gemm(a, b, out, trans_a, trans_b, self.workspace, bias, relu)
+            staged = self._contiguous("gemm_out", out, copy=False)
+            gemm.gemm(self._contiguous("gemm_a", a), self._contiguous("gemm_b", b), staged,
+                      trans_a, trans_b, self.workspace, bias, relu)
+            if staged is not out:
+                cupy.copyto(out, staged)
+            return out
+        cupy.matmul(a.swapaxes(-1, -2) if trans_a else a, b.swapaxes(-1, -2) if trans_b else b,
+                    out=out)
         if bias is not None or relu:
             linear_relu.bias_act(out, bias, relu)
         return out
 
+    def _contiguous(self, name, a, copy=True):
+        """``a``, or a C-contiguous workspace array of its shape (holding a copy of it with
+        ``copy``): the tiled GEMM reads and writes whole per-model matrices."""
+        if a.flags.c_contiguous:
+            return a
+        staged = self.workspace.like(name, a)
+        if copy:
+            cupy.copyto(staged, a)
+        return staged
+
     # -- linear layers -------------------------------------------------------------------
     @staticmethod
     def _forward_ok(x, weight, bias, out):
-        return (_is_f32(x, weight, bias, out) and x.ndim == 2 and weight.ndim == 2
-                and x.shape[1] == weight.shape[1]
-                and out.shape == (x.shape[0], weight.shape[0])
-                and (bias is None or bias.shape == (weight.shape[0],)))
+        """One model's (batch, in) input, or a stack's (models, batch, in) with a weight,
+        bias and output per model; a stack's input may be a view with strided rows."""
+        lead = weight.shape[:-2]
+        return (_is_f32(weight, bias, out) and x.ndim == weight.ndim
+                and (_is_f32(x) if x.ndim == 2 else x.ndim == 3 and _rows_f32(x))
+                and x.shape[:-2] == lead and x.shape[-1] == weight.shape[-1]
+                and out.shape == lead + (x.shape[-2], weight.shape[-2])
+                and (bias is None or bias.shape == lead + weight.shape[-2:-1]))
 
     def linear_forward(self, x, weight, bias, out):
         if not self._forward_ok(x, weight, bias, out):
@@ -108,12 +141,13 @@ class CupyOps(NumpyOps):
         return self._gemm(x, weight, out, False, True, bias=bias, relu=True)
 
     def _backward_ok(self, grad_out, x, weight, grad_weight, grad_bias, grad_x, *saved):
-        batch, n_out = grad_out.shape if grad_out.ndim == 2 else (-1, -1)
-        return (_is_f32(grad_out, grad_weight, grad_x, *saved)
+        return (_is_f32(grad_out, grad_weight, *saved)
+                and (grad_x is None or (_is_f32(grad_x) if grad_x.ndim == 2
+                                        else _rows_f32(grad_x)))
                 and self._forward_ok(x, weight, grad_bias, grad_out)
                 and grad_weight.shape == weight.shape
                 and (grad_x is None or grad_x.shape == x.shape)
-                and all(s.shape == (batch, n_out) for s in saved))
+                and all(s.shape == grad_out.shape for s in saved))
 
     def _weight_and_input_grads(self, grad_z, x, weight, grad_weight, grad_x):
         self._gemm(grad_z, x, grad_weight, True, False)
@@ -166,10 +200,14 @@ class CupyOps(NumpyOps):
 
     def softmax_cross_entropy(self, logits, labels, grad, out=None, *, weight=None,
                               sample_weight=None, label_smoothing=0.0):
-        fused = (_is_f32(logits, grad, weight, sample_weight) and logits.ndim == 2
-                 and grad.shape == logits.shape
+        stacked = (logits.ndim == 3 and weight is None and sample_weight is None  # models
+                   and not label_smoothing and labels.ndim in (1, 2)
+                   and logits.shape[0] % max(labels.size // max(logits.shape[1], 1), 1) == 0)
+        fused = (_is_f32(logits, grad, weight, sample_weight)
+                 and (logits.ndim == 2 or stacked) and grad.shape == logits.shape
                  and isinstance(labels, cupy.ndarray) and labels.dtype.kind in "iu"
-                 and labels.shape == logits.shape[:1] and logits.shape[0] > 0
+                 and labels.shape[-1:] == logits.shape[-2:-1] and logits.shape[-2] > 0
+                 and (logits.ndim == 3 or labels.ndim == 1)
                  and (weight is None or weight.shape == logits.shape[1:])
                  and (sample_weight is None or sample_weight.shape == logits.shape[:1])
                  and (out is None or (out[0].dtype == np.float32 and out[1].dtype == np.int64)))
@@ -177,7 +215,7 @@ class CupyOps(NumpyOps):
             return super().softmax_cross_entropy(logits, labels, grad, out, weight=weight,
                                                  sample_weight=sample_weight,
                                                  label_smoothing=label_smoothing)
-        self._pending_checks.setdefault(BATCH, set()).add(int(logits.shape[1]))
+        self._pending_checks.setdefault(BATCH, set()).add(int(logits.shape[-1]))
         return softmax_xent.softmax_xent(logits, _device_labels(labels), grad,
                                          self._error_word(BATCH), self.workspace, out,
                                          weight=weight, sample_weight=sample_weight,
@@ -196,23 +234,56 @@ class CupyOps(NumpyOps):
         clip_grad.clip_by_norm(grad, max_norm, norm)
 
     # -- optimizer updates over the flat parameter buffer --------------------------------
-    def sgd_update(self, param, grad, velocity, lr, *, momentum, weight_decay, nesterov):
-        state = [velocity] if momentum else []
-        if not (_is_f32(param, grad, lr, *state) and _same_size(param.size, grad, *state)
-                and lr.size >= 1):
+    def _stack_table(self, models, lr, *values):
+        """The segment table of a stack's flat buffer (made once per layout), or None when
+        the per-model kernels cannot take it (too many models, or values not float64 device
+        arrays of n)."""
+        fits = (models.models <= optim.MAX_MODELS and lr.size == models.models
+                and all(not is_per_model(v) or (isinstance(v, cupy.ndarray)
+                                                and v.dtype == np.float64
+                                                and v.size == models.models) for v in values))
+        if not fits:
+            return None
+        if models not in self._segment_tables:
+            self._segment_tables[models] = optim.segments(models, cupy)
+        return self._segment_tables[models]
+
+    def sgd_update(self, param, grad, velocity, lr, *, momentum, weight_decay, nesterov,
+                   models=None):
+        state = [velocity] if used(momentum) else []
+        fused = (_is_f32(param, grad, lr, *state) and _same_size(param.size, grad, *state)
+                 and lr.size >= 1)
+        table = None if models is None or not fused else \
+            self._stack_table(models, lr, momentum, weight_decay)
+        if not fused or (models is not None and table is None):
             return super().sgd_update(param, grad, velocity, lr, momentum=momentum,
-                                      weight_decay=weight_decay, nesterov=nesterov)
+                                      weight_decay=weight_decay, nesterov=nesterov,
+                                      models=models)
+        if models is not None:
+            optim.sgd_update_models(param, grad, velocity if state else None, lr, table,
+                                    models.models, momentum=momentum,
+                                    weight_decay=weight_decay, nesterov=nesterov)
+            return
         optim.sgd_update(param, grad, velocity, lr, momentum=momentum,
                          weight_decay=weight_decay, nesterov=nesterov)
 
     def adam_update(self, param, grad, exp_avg, exp_avg_sq, lr, step, *, beta1, beta2, eps,
-                    weight_decay, decoupled):
+                    weight_decay, decoupled, models=None):
         arrays = (param, grad, exp_avg, exp_avg_sq)
-        if not (_is_f32(*arrays, lr, step) and _same_size(param.size, *arrays)
-                and lr.size >= 1 and step.size >= 1):
+        fused = (_is_f32(*arrays, lr, step) and _same_size(param.size, *arrays)
+                 and lr.size >= 1 and step.size >= 1)
+        table = None if models is None or not fused else \
+            self._stack_table(models, lr, beta1, beta2, eps, weight_decay)
+        if not fused or (models is not None and table is None):
             return super().adam_update(param, grad, exp_avg, exp_avg_sq, lr, step,
                                        beta1=beta1, beta2=beta2, eps=eps,
-                                       weight_decay=weight_decay, decoupled=decoupled)
+                                       weight_decay=weight_decay, decoupled=decoupled,
+                                       models=models)
+        if models is not None:
+            optim.adam_update_models(param, grad, exp_avg, exp_avg_sq, lr, step, table,
+                                     models.models, beta1=beta1, beta2=beta2, eps=eps,
+                                     weight_decay=weight_decay, decoupled=decoupled)
+            return
         optim.adam_update(param, grad, exp_avg, exp_avg_sq, lr, step, beta1=beta1,
                           beta2=beta2, eps=eps, weight_decay=weight_decay,
                           decoupled=decoupled)
@@ -223,7 +294,9 @@ class CupyOps(NumpyOps):
                  and y.dtype in step.LABEL_TYPES and order.dtype == np.int64
                  and cursor.dtype == np.int64 and _is_f32(x_out)
                  and all(a.flags.c_contiguous for a in (X, y, order, y_out))
-                 and y_out.dtype == y.dtype and X.shape[1:] == x_out.shape[1:])
+                 and y_out.dtype == y.dtype
+                 and X.shape[1:] == x_out.shape[x_out.ndim - X.ndim + 1:]  # (groups,) B, ...
+                 and order.ndim == y_out.ndim)
         if not fused:
             return super().gather_batch(X, y, order, cursor, x_out, y_out)
         step.gather_batch(X, y, order, cursor, x_out, y_out)

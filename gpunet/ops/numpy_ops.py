@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from .updates import UpdateOps
 from .workspace import Workspace
 
 
-class NumpyOps:
-    """The primitives of one training step; subclasses override what they accelerate."""
+class NumpyOps(UpdateOps):
+    """The primitives of one training step; subclasses override what they accelerate.
+    The optimizer updates are :class:`UpdateOps`'s (``updates.py``)."""
 
     name = "numpy"
 
@@ -26,10 +28,12 @@ class NumpyOps:
 
     # -- linear layers -------------------------------------------------------------------
     def linear_forward(self, x, weight, bias, out):
-        """``out = x @ weight.T + bias`` (``bias`` may be None)."""
-        self.xp.matmul(x, weight.T, out=out)
+        """``out = x @ weight.T + bias`` (``bias`` may be None). Leading axes before the
+        last two are models (``nn/stack.py``): ``x`` (..., B, in), ``weight`` (..., out, in),
+        ``bias`` (..., out), one product per model."""
+        self.xp.matmul(x, weight.swapaxes(-1, -2), out=out)
         if bias is not None:
-            out += bias
+            out += bias[..., None, :] if bias.ndim > 1 else bias
         return out
 
     def linear_relu_forward(self, x, weight, bias, out):
@@ -42,9 +46,9 @@ class NumpyOps:
         """Chain rule through ``z = x W^T + b``: ``dW = dz^T x``, ``db = sum_batch dz``,
         ``dx = dz W`` (skipped when ``grad_x`` is None, as for the first layer)."""
         xp = self.xp
-        xp.matmul(grad_out.T, x, out=grad_weight)
+        xp.matmul(grad_out.swapaxes(-1, -2), x, out=grad_weight)
         if grad_bias is not None:
-            grad_out.sum(axis=0, out=grad_bias)
+            grad_out.sum(axis=-2, out=grad_bias)
         if grad_x is not None:
             xp.matmul(grad_out, weight, out=grad_x)
         return grad_x
@@ -127,35 +131,49 @@ class NumpyOps:
         ``weight`` (C,), ``sample_weight`` (B,) and ``label_smoothing`` make it torch's
         weighted, smoothed loss (see :meth:`_weighted_cross_entropy`); ``correct`` stays a
         count of rows.
+
+        C-contiguous logits (n, B, C) are n models' (``nn/stack.py``), with labels (B,)
+        shared by all or (g, B), one row per group of n / g consecutive models: each model
+        gets its own mean loss and gradient, and ``loss`` and ``correct`` have shape (n,)
+        (unweighted: the weights are for one model's logits).
         """
         xp, ws = self.xp, self.workspace
-        batch, num_classes = logits.shape
+        *models, batch, num_classes = logits.shape
         self.check_labels(labels, num_classes)
         loss, correct = out if out is not None else (
-            xp.empty((), logits.dtype), xp.empty((), np.int64))
-        if not grad.flags.c_contiguous:  # the flat view below needs contiguous rows
+            xp.empty(models, logits.dtype), xp.empty(models, np.int64))
+        if not grad.flags.c_contiguous:  # the flat views below need contiguous rows
             work = ws.like("xent_grad", grad)
             result = self.softmax_cross_entropy(logits, labels, work, (loss, correct),
                                                 weight=weight, sample_weight=sample_weight,
                                                 label_smoothing=label_smoothing)
             xp.copyto(grad, work)
             return result
-        best = ws.get("xent_argmax", (batch,), np.int64)
-        hit = ws.get("xent_hit", (batch,), np.bool_)
+        if models:  # every row of every model, with its label
+            logits, grad = logits.reshape(-1, num_classes), grad.reshape(-1, num_classes)
+            per_row = ws.get("xent_labels", (len(logits),), labels.dtype)
+            per_row.reshape(labels.size // batch, -1, batch)[...] = labels.reshape(-1, 1, batch)
+            labels = per_row
+        rows = len(logits)
+        best = ws.get("xent_argmax", (rows,), np.int64)
+        hit = ws.get("xent_hit", (rows,), np.bool_)
         logits.argmax(axis=1, out=best)
         xp.equal(best, labels, out=hit)
-        hit.sum(out=correct)
+        hit.reshape(*models, batch).sum(axis=-1, out=correct)
         self.softmax(logits, grad, log=True)
         positions = self._label_positions(labels, num_classes)
         if weight is not None or sample_weight is not None or label_smoothing:
+            if models:
+                raise ValueError("class weights, sample weights and label smoothing take one "
+                                 "model's logits (batch, classes), not a stack's")
             self._weighted_cross_entropy(grad, positions, labels, loss, weight, sample_weight,
                                          label_smoothing)
             return loss, correct
-        picked = ws.get("xent_picked", (batch,), grad.dtype)
-        total = ws.get("xent_total", (), np.float64)
+        picked = ws.get("xent_picked", (rows,), grad.dtype)
+        total = ws.get("xent_total", models, np.float64)
         flat = grad.reshape(-1)
         self._take_rows(flat, positions, picked)      # log-probability of each label
-        picked.sum(dtype=np.float64, out=total)
+        picked.reshape(*models, batch).sum(axis=-1, dtype=np.float64, out=total)
         xp.multiply(total, -1.0 / batch, out=loss)
         xp.exp(grad, out=grad)                        # softmax
         self._take_rows(flat, positions, picked)
@@ -240,10 +258,12 @@ class NumpyOps:
     # -- the static training step ----------------------------------------------------------
     def gather_batch(self, X, y, order, cursor, x_out, y_out):
         """Rows ``order[c:c + B]`` of the dataset into static buffers, ``c = cursor[0]``:
-        ``x_out`` as floats (uint8 images divided by 255), ``y_out`` the labels."""
-        xp, batch = self.xp, len(x_out)
+        ``x_out`` as floats (uint8 images divided by 255), ``y_out`` the labels. An order
+        (g, N) holds one row order per group of models (``nn/stack.py``): ``x_out`` is then
+        (g, B, ...) and ``y_out`` (g, B)."""
+        xp, batch = self.xp, y_out.shape[-1]
         start = int(cursor[0])
-        rows = order[start:start + batch]
+        rows = order[..., start:start + batch]
         self._take_rows(y, rows, y_out)
         if X.dtype == x_out.dtype:
             self._take_rows(X, rows, x_out)
@@ -302,88 +322,3 @@ class NumpyOps:
         xp.divide(grad.dtype.type(max_norm), coef, out=coef)
         xp.minimum(coef, 1, out=coef)
         grad *= coef
-
-    # -- optimizer updates over the flat parameter buffer --------------------------------
-    def _decayed(self, param, grad, weight_decay):
-        """``grad + weight_decay * param`` (L2 decay) in a reused workspace."""
-        g = self.workspace.like("decayed", param)
-        self.xp.multiply(param, weight_decay, out=g)
-        g += grad
-        return g
-
-    def sgd_update(self, param, grad, velocity, lr, *, momentum, weight_decay, nesterov):
-        """One SGD step in place; ``lr`` is a 1-element device array.
-
-        ``g = grad + wd * param``; with momentum ``v = momentum * v + g`` and the step uses
-        ``v`` (or ``g + momentum * v`` for Nesterov); ``param -= lr * step``.
-        """
-        xp = self.xp
-        g = self._decayed(param, grad, weight_decay) if weight_decay else grad
-        direction = g
-        if momentum:
-            velocity *= momentum
-            velocity += g
-            direction = velocity
-            if nesterov:
-                direction = self.workspace.like("nesterov", param)
-                xp.multiply(velocity, momentum, out=direction)
-                direction += g
-        update = self.workspace.like("update", param)
-        xp.multiply(direction, lr, out=update)
-        param -= update
-
-    def _adam_scalars(self, lr, step, beta1, beta2, weight_decay, dtype):
-        """``[1 - lr * wd, -lr / (1 - beta1^t), sqrt(1 - beta2^t)]`` on the device: computed
-        in float64 from the step count (``1 - beta^t`` cancels in float32), then rounded once
-        to the parameters' dtype, as PyTorch does with its Python-float corrections."""
-        xp, ws = self.xp, self.workspace
-        wide = ws.get("adam_scalars64", (4,), np.float64)
-        t, decay, step_size, bias2 = wide[0:1], wide[1:2], wide[2:3], wide[3:4]
-        xp.copyto(t, step[:1])
-        xp.power(beta1, t, out=step_size)
-        xp.power(beta2, t, out=bias2)
-        xp.copyto(t, lr[:1])
-        xp.multiply(t, weight_decay, out=decay)
-        xp.subtract(1.0, decay, out=decay)
-        xp.subtract(step_size, 1.0, out=step_size)   # -(1 - beta1^t)
-        xp.divide(t, step_size, out=step_size)
-        xp.subtract(1.0, bias2, out=bias2)
-        xp.sqrt(bias2, out=bias2)
-        scalars = ws.get("adam_scalars", (3,), dtype)
-        xp.copyto(scalars, wide[1:])
-        return scalars[0:1], scalars[1:2], scalars[2:3]
-
-    def adam_update(self, param, grad, exp_avg, exp_avg_sq, lr, step, *, beta1, beta2, eps,
-                    weight_decay, decoupled):
-        """One Adam (``decoupled=False``) or AdamW (``decoupled=True``) step in place, in
-        PyTorch's order of operations. ``lr`` and ``step`` (already incremented) are
-        1-element device arrays.
-        """
-        xp, ws = self.xp, self.workspace
-        decay, neg_step_size, bias2_sqrt = self._adam_scalars(lr, step, beta1, beta2,
-                                                              weight_decay, param.dtype)
-        g = grad
-        if weight_decay and decoupled:
-            param *= decay
-        elif weight_decay:
-            g = self._decayed(param, grad, weight_decay)
-        work = ws.like("update", param)
-        weight = param.dtype.type(1 - beta1)
-        xp.subtract(g, exp_avg, out=work)              # m = lerp(m, g, 1 - beta1)
-        if weight < 0.5:
-            work *= weight
-            exp_avg += work
-        else:
-            work *= 1 - weight
-            xp.subtract(g, work, out=exp_avg)
-        exp_avg_sq *= beta2                            # v = beta2 v + (1 - beta2) g g
-        xp.multiply(g, 1 - beta2, out=work)
-        work *= g
-        exp_avg_sq += work
-        xp.sqrt(exp_avg_sq, out=work)                  # sqrt(v) / sqrt(1 - beta2^t) + eps
-        work /= bias2_sqrt
-        work += eps
-        numerator = ws.like("adam_numerator", param)
-        xp.multiply(exp_avg, neg_step_size, out=numerator)
-        numerator /= work
-        param += numerator

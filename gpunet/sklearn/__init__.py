@@ -26,5 +26,6 @@ def _require_sklearn():
 _require_sklearn()
 
 from .estimators import MLPClassifier, MLPRegressor  # noqa: E402  (after the version check)
+from .search import MLPSearchCV  # noqa: E402
 
-__all__ = ["MLPClassifier", "MLPRegressor"]
+__all__ = ["MLPClassifier", "MLPRegressor", "MLPSearchCV"]

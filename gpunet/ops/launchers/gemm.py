@@ -35,6 +35,7 @@ from ..kernels import THREADS, KernelSource, blocks, flag
 
 SHARED_PAD = 4      # floats of padding per shared tile row (a multiple of 4: float4 reads)
 MAX_GRID_Y = 65535  # CUDA's limit on gridDim.y (the column tiles)
+MAX_GRID_Z = 65535  # and on gridDim.z (the batches times the splits of K)
 WAVE_FILL = 0.75    # a grid with this many blocks per SM counts as filling the device
 MIN_SPLIT_K = 64    # no split-K range shorter than this
 MAX_SPLITS = 16     # at most this many partial sums per output
@@ -92,7 +93,8 @@ SOURCE = KernelSource(
 
 @dataclass(frozen=True)
 class Plan:
-    """How one (m, n, k) product runs: a tile configuration and a split of K."""
+    """How one (m, n, k) product runs: a tile configuration and a split of K; ``batches``
+    such products at once (a stack's models: one per model, one launch)."""
 
     m: int
     n: int
@@ -100,77 +102,87 @@ class Plan:
     tiles: Tiles
     splits: int
     k_per_split: int
+    batches: int = 1
 
     @property
     def grid(self) -> tuple[int, int, int]:
-        return _ceil_div(self.m, self.tiles.bm), _ceil_div(self.n, self.tiles.bn), self.splits
+        return (_ceil_div(self.m, self.tiles.bm), _ceil_div(self.n, self.tiles.bn),
+                self.splits * self.batches)
 
     @property
     def blocks(self) -> int:
-        rows, cols, splits = self.grid
-        return rows * cols * splits
+        rows, cols, depth = self.grid
+        return rows * cols * depth
 
     @property
     def partials_shape(self) -> tuple[int, int, int] | None:
         """The workspace buffer of partial sums, None when K is not split."""
-        return (self.splits, self.m, self.n) if self.splits > 1 else None
+        return (self.batches * self.splits, self.m, self.n) if self.splits > 1 else None
 
 
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def make_plan(tiles: Tiles, m: int, n: int, k: int, splits: int) -> Plan:
+def make_plan(tiles: Tiles, m: int, n: int, k: int, splits: int, batches: int = 1) -> Plan:
     """A plan with K cut into at most ``splits`` ranges of whole ``bk`` slices, none empty."""
     if splits <= 1:
-        return Plan(m, n, k, tiles, 1, k)
+        return Plan(m, n, k, tiles, 1, k, batches)
     per_split = _ceil_div(_ceil_div(k, splits), tiles.bk) * tiles.bk
-    return Plan(m, n, k, tiles, _ceil_div(k, per_split), per_split)
+    return Plan(m, n, k, tiles, _ceil_div(k, per_split), per_split, batches)
 
 
-def filling_plan(tiles: Tiles, m: int, n: int, k: int, sms: int) -> Plan:
+def filling_plan(tiles: Tiles, m: int, n: int, k: int, sms: int, batches: int = 1) -> Plan:
     """``tiles`` with K split as far as needed to fill ``WAVE_FILL`` of a wave of ``sms`` SMs,
-    within ``MAX_SPLITS`` and ``MIN_SPLIT_K``."""
+    within ``MAX_SPLITS``, ``MIN_SPLIT_K`` and the grid's depth (``batches`` products)."""
     target = max(1, math.ceil(WAVE_FILL * sms))
-    max_splits = max(1, min(MAX_SPLITS, k // MIN_SPLIT_K))
-    count = _ceil_div(m, tiles.bm) * _ceil_div(n, tiles.bn)
-    return make_plan(tiles, m, n, k, min(max_splits, _ceil_div(target, count)))
+    max_splits = max(1, min(MAX_SPLITS, k // MIN_SPLIT_K, MAX_GRID_Z // batches))
+    count = _ceil_div(m, tiles.bm) * _ceil_div(n, tiles.bn) * batches
+    return make_plan(tiles, m, n, k, min(max_splits, _ceil_div(target, count)), batches)
 
 
-def plan(m: int, n: int, k: int, sms: int) -> Plan:
-    """The configuration and split for an (m x k) @ (k x n) product (m, n >= 1) on ``sms``
-    SMs: the first configuration that fills a wave without too much padding, else the
-    smallest (see the module's text for the reasoning)."""
+def plan(m: int, n: int, k: int, sms: int, batches: int = 1) -> Plan:
+    """The configuration and split for an (m x k) @ (k x n) product (m, n >= 1), or
+    ``batches`` of them, on ``sms`` SMs: the first configuration that fills a wave without
+    too much padding, else the smallest (see the module's text for the reasoning)."""
     for tiles in CONFIGS:
         padded = _ceil_div(m, tiles.bm) * tiles.bm * _ceil_div(n, tiles.bn) * tiles.bn
-        chosen = filling_plan(tiles, m, n, k, sms)
+        chosen = filling_plan(tiles, m, n, k, sms, batches)
         if padded <= MAX_PADDING * m * n and chosen.blocks >= math.ceil(WAVE_FILL * sms):
             return chosen
-    return filling_plan(CONFIGS[-1], m, n, k, sms)
+    return filling_plan(CONFIGS[-1], m, n, k, sms, batches)
 
 
-def can_launch(m: int, n: int) -> bool:
-    """Whether an (m, n) output makes a launchable grid with every configuration (not empty,
-    not too many column tiles for the narrowest tiles)."""
-    return m > 0 and 0 < _ceil_div(n, min(t.bn for t in CONFIGS)) <= MAX_GRID_Y
+def can_launch(m: int, n: int, batches: int = 1) -> bool:
+    """Whether an (m, n) output (``batches`` of them) makes a launchable grid with every
+    configuration (not empty, not too many column tiles for the narrowest tiles)."""
+    return (m > 0 and 0 < _ceil_div(n, min(t.bn for t in CONFIGS)) <= MAX_GRID_Y
+            and 0 < batches <= MAX_GRID_Z)
 
 
 def launches(p: Plan, a, b, out, trans_a: bool, trans_b: bool, workspace, bias=None,
              relu: bool = False) -> list:
     """The ``(kernel name, grid, block, args)`` launches that compute ``p`` (one, or two with
-    split-K: the partial sums go to ``workspace``'s ``gemm_partials_MxN`` buffer)."""
+    split-K: the partial sums go to ``workspace``'s ``gemm_partials_MxN`` buffer). With
+    ``p.batches`` > 1, ``a``, ``b``, ``out`` (and ``bias``) hold one C-contiguous operand
+    per product along their first axis."""
     m, n, k = (np.int32(v) for v in (p.m, p.n, p.k))
     block = (p.tiles.threads, 1, 1)
+    batched = p.batches > 1
+    strides = tuple(np.int32(s if batched else 0) for s in (p.m * p.k, p.k * p.n, p.n))
     if p.partials_shape is None:
         kernel = name(p.tiles, trans_a, trans_b, bias is not None, relu)
         epilogue_bias = out if bias is None else bias
-        return [(kernel, p.grid, block, (a, b, epilogue_bias, out, m, n, k, k))]
+        return [(kernel, p.grid, block,
+                 (a, b, epilogue_bias, out, m, n, k, k, np.int32(1), *strides))]
     partials = workspace.get(f"gemm_partials_{p.m}x{p.n}", p.partials_shape, np.float32)
     return [
         (name(p.tiles, trans_a, trans_b, False, False), p.grid, block,
-         (a, b, partials, partials, m, n, k, np.int32(p.k_per_split))),
-        (reduce_name(bias is not None, relu), (blocks(p.m * p.n), 1, 1), (THREADS, 1, 1),
-         (partials, partials if bias is None else bias, out, m, n, np.int32(p.splits))),
+         (a, b, partials, partials, m, n, k, np.int32(p.k_per_split), np.int32(p.splits),
+          *strides)),
+        (reduce_name(bias is not None, relu), (blocks(p.batches * p.m * p.n), 1, 1),
+         (THREADS, 1, 1), (partials, partials if bias is None else bias, out, m, n,
+                           np.int32(p.splits), np.int32(p.batches), strides[2])),
     ]
 
 
@@ -199,9 +211,11 @@ def run_plan(p: Plan, a, b, out, trans_a: bool, trans_b: bool, workspace, bias=N
 
 def gemm(a, b, out, trans_a: bool, trans_b: bool, workspace, bias=None, relu: bool = False,
          sms: int | None = None):
-    """``out = act(op(a) @ op(b) + bias)`` (C-contiguous float32 CuPy arrays); ``workspace``
+    """``out = act(op(a) @ op(b) + bias)`` (C-contiguous float32 CuPy arrays; 3-D: one
+    product per entry of the first axis, a stack's models, ``bias`` then 2-D); ``workspace``
     (a Workspace) holds split-K partial sums; ``sms`` overrides the device's SM count."""
-    m, n = out.shape
-    k = a.shape[0] if trans_a else a.shape[1]
-    p = plan(m, n, k, sm_count() if sms is None else sms)
+    m, n = out.shape[-2:]
+    k = a.shape[-2] if trans_a else a.shape[-1]
+    batches = out.shape[0] if out.ndim == 3 else 1
+    p = plan(m, n, k, sm_count() if sms is None else sms, batches)
     return run_plan(p, a, b, out, trans_a, trans_b, workspace, bias, relu)

@@ -62,17 +62,23 @@ def softmax_xent(logits, labels, grad, error_word, workspace, out=None, *, weigh
     returns 0-d device arrays ``(loss, correct)`` (new ones, or the pair ``out``: float32,
     int64); bad labels go to ``error_word``. ``weight`` (classes,) and ``sample_weight``
     (batch,) are float32 C-contiguous device arrays or None; with either, or a
-    ``label_smoothing``, a first kernel sums the batch's weight W on the device."""
-    batch, num_classes = logits.shape
-    row_loss = workspace.get("row_loss", (batch,), np.float32)
-    row_hit = workspace.get("row_hit", (batch,), np.int32)
+    ``label_smoothing``, a first kernel sums the batch's weight W on the device.
+
+    A stack's logits (models, batch, classes) with labels (batch,) or (groups, batch) give
+    a loss and a count per model, shape (models,) (unweighted)."""
+    *lead, batch, num_classes = logits.shape
+    models = lead[0] if lead else 1
+    rows = models * batch
+    row_loss = workspace.get("row_loss", (rows,), np.float32)
+    row_hit = workspace.get("row_hit", (rows,), np.int32)
     parts, chunk = _finish_grid(batch)
-    part_loss = workspace.get("loss_parts", (parts,), np.float64)
-    part_hit = workspace.get("hit_parts", (parts,), np.int64)
-    ticket = workspace.zeros("loss_ticket", (1,), np.uint32)
+    part_loss = workspace.get("loss_parts", (models, parts), np.float64)
+    part_hit = workspace.get("hit_parts", (models, parts), np.int64)
+    ticket = workspace.zeros("loss_ticket", (models,), np.uint32)
     xp = workspace.xp
-    loss, correct = out if out is not None else (xp.empty((), dtype=np.float32),
-                                                 xp.empty((), dtype=np.int64))
+    loss, correct = out if out is not None else (xp.empty(tuple(lead), dtype=np.float32),
+                                                 xp.empty(tuple(lead), dtype=np.int64))
+    label_period = rows // (labels.size // batch)  # rows sharing one row of labels
     label_type = LABEL_TYPES[labels.dtype]
     total = inverse = None
     if weight is not None or sample_weight is not None or label_smoothing:
@@ -84,12 +90,13 @@ def softmax_xent(logits, labels, grad, error_word, workspace, out=None, *, weigh
              np.int32(chunk), workspace.get("weight_parts", (parts,), np.float64),
              workspace.zeros("weight_ticket", (1,), np.uint32), total, inverse))
     rows_kernel = SOURCE.function(f"softmax_xent_rows<{label_type}>")
-    rows_kernel((blocks(batch, ROWS_PER_BLOCK),), (ROWS_PER_BLOCK * WARP,),
+    rows_kernel((blocks(rows, ROWS_PER_BLOCK),), (ROWS_PER_BLOCK * WARP,),
                 (logits, labels, grad, row_loss, row_hit, error_word,
-                 np.int32(batch), np.int32(num_classes), np.float32(1.0 / batch),
-                 weight, sample_weight, inverse, np.float32(label_smoothing)))
+                 np.int32(rows), np.int32(num_classes), np.float32(1.0 / batch),
+                 weight, sample_weight, inverse, np.float32(label_smoothing),
+                 np.int32(label_period), np.int32(batch)))
     SOURCE.function("softmax_xent_finish")(
-        (parts,), (FINISH_THREADS,),
+        (parts, models), (FINISH_THREADS,),
         (row_loss, row_hit, part_loss, part_hit, ticket, loss, correct,
          np.int32(batch), np.int32(chunk), total))
     return loss, correct

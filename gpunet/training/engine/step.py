@@ -13,6 +13,10 @@ set in order.
 per step, no host synchronisation. The learning rate and Adam's step count live in device
 memory, so a schedule changes them between replays; each epoch's shuffle is written into the
 order buffer before its replays (cuRAND cannot be captured).
+
+A stack (``nn/stack.py``) runs through the same steps: its loss and correct count are one per
+model, and with an order per model (``fit(order=...)``) the order buffer holds one row order
+per model and the step gathers (models, B, ...) inputs.
 """
 from __future__ import annotations
 
@@ -24,8 +28,11 @@ from ...nn.activations import ReLU, Sigmoid, Tanh
 from ...nn.boundary import inside
 from ...nn.layers import Flatten, Linear, Sequential
 from ...nn.losses import CrossEntropyLoss
+from ...nn.stack import Stack, models_of
+from ...nn.stacked_linear import StackedLinear
+from ..loop.orders import draw_orders
 
-STATIC_LAYERS = (Linear, ReLU, Flatten, Sigmoid, Tanh)
+STATIC_LAYERS = (Linear, StackedLinear, ReLU, Flatten, Sigmoid, Tanh)
 GRAPH_MODES = ("auto", "on", "off")
 
 
@@ -33,8 +40,9 @@ def static_step_problem(model, loss_fn, X, y) -> str | None:
     """Why the static step cannot run this training, or None when it can."""
     if type(loss_fn) is not CrossEntropyLoss:
         return f"the loss is {type(loss_fn).__name__}; the static step computes CrossEntropyLoss"
-    if not isinstance(model, Sequential):
-        return f"the model is a {type(model).__name__}; the static step runs a Sequential"
+    if not isinstance(model, (Sequential, Stack)):
+        return (f"the model is a {type(model).__name__}; the static step runs a Sequential or "
+                f"a Stack")
     for layer in model.layers:
         if type(layer) not in STATIC_LAYERS:
             return (f"layer {type(layer).__name__} is not one of "
@@ -55,22 +63,32 @@ def static_step_problem(model, loss_fn, X, y) -> str | None:
 
 class EpochBuffers:
     """What the steps of one epoch share: the epoch's row ``order``, the ``cursor`` (first
-    row of the next batch), and the per-step ``losses`` and ``hits`` the steps record."""
+    row of the next batch), and the per-step ``losses`` and ``hits`` the steps record (one
+    column per model of a stack of ``models``). With ``groups``, one order per group of
+    models (``training/loop/orders.py``; ``bootstrap``: drawn with replacement)."""
 
-    def __init__(self, backend, num_samples, batch_size, steps, shard=None):
+    def __init__(self, backend, num_samples, batch_size, steps, shard=None, *, models=None,
+                 groups=None, bootstrap=False):
         xp = backend.xp
         self.backend, self.batch_size, self.num_samples = backend, batch_size, num_samples
+        self.groups, self.bootstrap = groups, bootstrap
         self.positions = None if shard is None else backend.asarray(shard.positions)
         self.order = xp.arange(num_samples, dtype=np.int64) if shard is None \
             else self.positions.copy()
+        if groups is not None:
+            self.order = xp.empty((groups, num_samples), dtype=np.int64)
+        per_model = () if models is None else (models,)
         self.cursor = xp.zeros(1, dtype=np.int64)
-        self.losses = xp.zeros(steps, dtype=np.float64)
-        self.hits = xp.zeros(steps, dtype=np.int64)
+        self.losses = xp.zeros((steps,) + per_model, dtype=np.float64)
+        self.hits = xp.zeros((steps,) + per_model, dtype=np.int64)
 
     def start_epoch(self, shuffle: bool) -> None:
         """Draw the epoch's order (as the DataLoader does; a rank's share of it when
-        sharded) and rewind the cursor."""
-        if shuffle:
+        sharded; one per group of models) and rewind the cursor."""
+        if self.groups is not None:
+            self.order[...] = draw_orders(self.backend, self.num_samples, self.groups,
+                                          self.bootstrap)
+        elif shuffle:
             order = self.backend.permutation(self.num_samples)
             self.order[...] = order if self.positions is None else order[self.positions]
         self.cursor.fill(0)
@@ -87,10 +105,12 @@ class StaticEvalStep:
         self.model, self.ops = model, model.backend.ops
         self.loss_fn = loss_fn or CrossEntropyLoss()  # its class weights and smoothing
         self.X, self.y, self.rows, self.epoch = X, y, rows, batches
-        self.inputs = xp.empty((rows,) + X.shape[1:], dtype=model.dtype)
-        self.labels = xp.empty(rows, dtype=y.dtype)
-        self.loss = xp.empty((), dtype=model.dtype)
-        self.correct = xp.empty((), dtype=np.int64)
+        groups = () if batches.groups is None else (batches.groups,)
+        per_model = () if models_of(model) is None else (models_of(model),)
+        self.inputs = xp.empty(groups + (rows,) + X.shape[1:], dtype=model.dtype)
+        self.labels = xp.empty(groups + (rows,), dtype=y.dtype)
+        self.loss = xp.empty(per_model, dtype=model.dtype)
+        self.correct = xp.empty(per_model, dtype=np.int64)
         self.grad = None  # the logits' shape is known after the first forward pass
 
     def run(self) -> None:

@@ -7,6 +7,7 @@ import numpy as np
 from ...backend import to_numpy
 from .capture import CapturedStep, DeviceClock, GraphChoice
 from ..loop.inputs import evaluation_mode
+from ...nn.stack import models_of
 from .step import EpochBuffers, StaticEvalStep, StaticStep, static_step_problem
 
 
@@ -32,7 +33,8 @@ class StepRunner:
     (class weights, label smoothing) of training and evaluation (default: a plain one)."""
 
     def __init__(self, model, optimizer, X, y, batch_size, steps, stream=None, *, shard=None,
-                 sync=None, strict=True, clock=None, agree=None, clip=None, loss_fn=None):
+                 sync=None, strict=True, clock=None, agree=None, clip=None, loss_fn=None,
+                 groups=None, bootstrap=False):
         backend = model.backend
         self.model, self.stream, self.loss_fn = model, stream, loss_fn
         self.shuffle = batch_size < len(X)
@@ -42,7 +44,8 @@ class StepRunner:
         else:
             rows, weights = shard.step_rows.tolist(), shard.weights.tolist()
             batch_size = shard.local_batch_size
-        self.epoch = EpochBuffers(backend, len(X), batch_size, steps, shard)
+        self.epoch = EpochBuffers(backend, len(X), batch_size, steps, shard,
+                                  models=models_of(model), groups=groups, bootstrap=bootstrap)
         self.choice = None
         if stream is not None:
             if backend.name == "gpu":  # data, buffers: made on the default stream
@@ -97,11 +100,11 @@ class StepRunner:
             return False
         return loss_fn is self.loss_fn or (_plain(loss_fn) and _plain(self.loss_fn))
 
-    def evaluate(self, X, y, batch_size) -> tuple[float, float]:
+    def evaluate(self, X, y, batch_size):
         """Mean loss and accuracy of the model (evaluation mode) on ``(X, y)``, on the device
         and checked, by batches of ``batch_size`` through static evaluation steps, made at
         the first call for ``X``. They are captured under ``graph="on"`` only: ``"auto"``
-        timed the training step's shape, not theirs."""
+        timed the training step's shape, not theirs. A stack's: arrays, one per model."""
         key = (id(X), id(y), batch_size)
         if key not in self._evaluations:
             self._evaluations[key] = self._evaluation_steps(X, y, batch_size)
@@ -112,16 +115,19 @@ class StepRunner:
                 steps[-1 if index == len(rows) - 1 else 0].run()
         self.model.backend.ops.check_errors()
         losses, hits = to_numpy(buffers.losses), to_numpy(buffers.hits)
-        loss_type = np.dtype(self.model.dtype).type
-        total = 0.0  # as evaluate() sums: the batch's mean loss times its rows, in float64
-        for loss, count in zip(losses, rows):
-            total += float(loss_type(loss) * count)
-        return total / len(X), int(hits.sum()) / len(X)
+        total = np.zeros(losses.shape[1:])  # as evaluate() sums: each batch's mean loss
+        for loss, count in zip(losses, rows):  # (model's dtype) times its rows, in float64
+            total = total + loss.astype(self.model.dtype) * count
+        correct = hits.sum(axis=0)
+        if models_of(self.model) is None:
+            return float(total) / len(X), int(correct) / len(X)
+        return total / len(X), correct / len(X)
 
     def _evaluation_steps(self, X, y, batch_size):
         n = len(X)
         rows = [min(batch_size, n - start) for start in range(0, n, batch_size)]
-        buffers = EpochBuffers(self.model.backend, n, rows[0], len(rows))
+        buffers = EpochBuffers(self.model.backend, n, rows[0], len(rows),
+                               models=models_of(self.model))
         steps = [StaticEvalStep(self.model, X, y, r, buffers, self.loss_fn)
                  for r in dict.fromkeys(rows[-2:])]  # full batches, a smaller last
         if self.choice is not None and self.choice.strict:

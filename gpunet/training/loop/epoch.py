@@ -1,14 +1,17 @@
 """One epoch of ``fit``: its steps (eager, or through the static step's runner), the
 per-step losses and correct counts kept on the device and read in chunks (where a NaN or
-infinite loss is found), the progress bar and the per-step callbacks."""
+infinite loss is found; a stack's steps record one column per model, ``nn/stack.py``), the
+progress bar and the per-step callbacks."""
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
 
 from ...backend import to_numpy
 from ...nn.boundary import inside
+from ...nn.stack import models_of
 from .history import format_numbers
 from .progress import ProgressBar, format_rate
 
@@ -23,25 +26,30 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class EpochMeter:
-    """Per-step losses and correct counts kept on the device (recorded by the eager loop, or
-    by the static step into ``runner``'s buffers), read to the host in chunks."""
+    """Per-step losses and correct counts (recorded by the eager loop, or by the static step
+    into ``runner``'s buffers) of a model, or of the ``models`` models of a stack.
 
-    def __init__(self, loader, loss_fn, epoch, runner=None):
+    A plain model whose loss is not finite raises :class:`NonFiniteLossError`; a stack's
+    model marks itself in :attr:`diverged` (``fit`` stops it) and the others go on."""
+
+    def __init__(self, loader, loss_fn, epoch, runner=None, models=None):
         xp = loader.backend.xp
         self.backend = loader.backend
         self.loss_fn = loss_fn
         self.epoch = epoch
-        steps = len(loader)
+        self.models = models
+        shape = (len(loader),) if models is None else (len(loader), models)
         self.counts_correct = hasattr(loss_fn, "last_correct")
         if runner is not None:
             self.losses, self.correct = runner.epoch.losses, runner.epoch.hits
         else:
-            self.losses = xp.zeros(steps, dtype=np.float64)
-            self.correct = xp.zeros(steps, dtype=np.int64) if self.counts_correct else None
+            self.losses = xp.zeros(shape, dtype=np.float64)
+            self.correct = xp.zeros(shape, dtype=np.int64) if self.counts_correct else None
         self.sizes = loader.step_rows()  # this rank's rows, when data-parallel
         self.read_steps = 0
-        self.loss_sum = 0.0
-        self.correct_sum = 0
+        self.loss_sum = np.zeros(shape[1:])
+        self.correct_sum = np.zeros(shape[1:], dtype=np.int64)
+        self.diverged = np.zeros(shape[1:], dtype=bool)
 
     def record(self, step, loss):
         self.losses[step] = loss
@@ -49,27 +57,34 @@ class EpochMeter:
             self.correct[step] = self.loss_fn.last_correct
 
     def read(self, done):
-        """Bring steps ``[read_steps, done)`` to the host; raise on a non-finite loss."""
+        """Bring steps ``[read_steps, done)`` to the host; a plain model's non-finite loss
+        raises, a stack's marks the model :attr:`diverged`."""
         start, self.read_steps = self.read_steps, done
         self.backend.ops.check_errors()
         chunk = to_numpy(self.losses[start:done])
-        bad = np.flatnonzero(~np.isfinite(chunk))
-        if bad.size:
-            step = start + int(bad[0]) + 1
+        finite = np.isfinite(chunk)
+        if self.models is None and not finite.all():
+            first = int(np.flatnonzero(~finite)[0])
+            step = start + first + 1
             raise NonFiniteLossError(
-                f"the training loss became {chunk[bad[0]]} at epoch {self.epoch}, step {step} "
+                f"the training loss became {chunk[first]} at epoch {self.epoch}, step {step} "
                 f"of {len(self.sizes)}", self.epoch, step)
-        self.loss_sum += float(chunk @ self.sizes[start:done])
+        self.diverged |= ~finite.all(axis=0)
+        self.loss_sum = self.loss_sum + chunk.T @ self.sizes[start:done]
         if self.counts_correct:
-            self.correct_sum += int(to_numpy(self.correct[start:done]).sum())
+            self.correct_sum = self.correct_sum + to_numpy(self.correct[start:done]).sum(axis=0)
 
     def summary(self, parallel=None):
-        """``(mean loss, accuracy)`` of the steps read (over every rank with ``parallel``)."""
+        """``(mean loss, accuracy)`` of the steps read (over every rank with ``parallel``):
+        floats, or arrays of one value per model for a stack."""
         loss_sum, correct_sum = self.loss_sum, self.correct_sum
         seen = int(self.sizes[:self.read_steps].sum())
         if parallel is not None:
-            loss_sum, correct_sum, seen = parallel.reduce(loss_sum, correct_sum, seen)
+            loss_sum, correct_sum, seen = parallel.reduce(float(loss_sum), int(correct_sum),
+                                                          seen)
         accuracy = correct_sum / seen if self.counts_correct else None
+        if self.models is None:
+            return float(loss_sum) / seen, None if accuracy is None else float(accuracy)
         return loss_sum / seen, accuracy
 
 
@@ -97,11 +112,19 @@ def _static_steps(runner):
         yield step
 
 
+def _shown(value):
+    """A number for the progress bar: a stack's mean over its models with finite values."""
+    if not isinstance(value, np.ndarray):
+        return value
+    finite = value[np.isfinite(value)]
+    return float(finite.mean()) if finite.size else math.nan
+
+
 def train_epoch(model, loss_fn, optimizer, loader, to_input, epoch, epochs, *, progress,
                 runner, parallel, callbacks, clip=None, batches=None):
     """Train one epoch (``epoch`` of ``epochs``, from 1); return ``(mean loss, accuracy)``
     over every rank. ``batches`` replaces iterating ``loader`` (e.g. with sample weights)."""
-    meter = EpochMeter(loader, loss_fn, epoch, runner)
+    meter = EpochMeter(loader, loss_fn, epoch, runner, models_of(model))
     bar = ProgressBar(len(loader), f"epoch {epoch}/{epochs} ", enabled=progress)
     started = time.perf_counter()
     model.train()
@@ -121,7 +144,7 @@ def train_epoch(model, loss_fn, optimizer, loader, to_input, epoch, epochs, *, p
                     loss_mean, accuracy = meter.summary()
                     rate = ranks * meter.sizes[:step + 1].sum() / (time.perf_counter()
                                                                    - started)
-                    bar.update(step + 1, **format_numbers(loss_mean, accuracy),
+                    bar.update(step + 1, **format_numbers(_shown(loss_mean), _shown(accuracy)),
                                rate=format_rate(rate))
         meter.read(len(loader))
     finally:

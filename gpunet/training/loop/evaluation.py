@@ -6,8 +6,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ...backend import to_numpy
 from ...data.loader import resolve_batch_size
 from ...nn.boundary import inside
+from ...nn.stack import models_of
 from .inputs import FloatInput, check_class_labels, check_finite, evaluation_mode, on_device
 
 EVAL_BATCH_SIZE = 1024
@@ -16,10 +18,10 @@ EVAL_BATCH_SIZE = 1024
 class Evaluation(NamedTuple):
     """Mean loss (None without a loss function) and accuracy (None unless the targets are
     class labels, or the loss counts correct predictions, as BCEWithLogitsLoss does: a logit
-    above 0 predicts 1) over a dataset."""
+    above 0 predicts 1) over a dataset. For a stack, arrays of one value per model."""
 
-    loss: float | None
-    accuracy: float | None
+    loss: float | np.ndarray | None
+    accuracy: float | np.ndarray | None
 
 
 def _batches(n, batch_size):
@@ -28,7 +30,9 @@ def _batches(n, batch_size):
 
 
 def _is_class_labels(outputs, y):
-    return outputs.ndim == 2 and y.ndim == 1 and y.dtype.kind in "iu"
+    """Whether ``y`` holds class labels of the (batch, classes) outputs (a stack's: (n,
+    batch, classes))."""
+    return outputs.ndim in (2, 3) and y.ndim == 1 and y.dtype.kind in "iu"
 
 
 def _outputs(model, X, batch_size):
@@ -43,7 +47,8 @@ def _outputs(model, X, batch_size):
 
 def evaluate(model, X, y, loss_fn=None, batch_size=EVAL_BATCH_SIZE) -> Evaluation:
     """Mean loss (with ``loss_fn``) and accuracy (for integer class labels) of ``model`` on
-    ``(X, y)``, in evaluation mode; the model's previous mode is restored afterwards.
+    ``(X, y)``, in evaluation mode; the model's previous mode is restored afterwards. For a
+    stack (``gn.stack``), one loss and accuracy per model.
     Class labels outside the model's outputs, and NaN or inf in float ``X`` or ``y``, raise
     ValueError before any batch runs."""
     X, y = on_device(model, X, y)
@@ -56,8 +61,10 @@ def evaluate(model, X, y, loss_fn=None, batch_size=EVAL_BATCH_SIZE) -> Evaluatio
 def evaluate_on_device(model, X, y, loss_fn, batch_size):
     """:func:`evaluate` of ``(X, y)`` already on the device and checked (``fit``'s validation)."""
     xp = model.backend.xp
-    loss_sum = xp.zeros((), dtype=np.float64)
-    correct = xp.zeros((), dtype=np.int64)
+    models = models_of(model)
+    per_model = () if models is None else (models,)
+    loss_sum = xp.zeros(per_model, dtype=np.float64)
+    correct = xp.zeros(per_model, dtype=np.int64)
     counted = True  # whether every batch's correct predictions were counted
     with evaluation_mode(model):
         for start, stop, outputs in _outputs(model, X, batch_size):
@@ -67,25 +74,29 @@ def evaluate_on_device(model, X, y, loss_fn, batch_size):
                 loss_sum += loss_fn(outputs, yb) * (stop - start)
                 batch_correct = getattr(loss_fn, "last_correct", None)
             if batch_correct is None and _is_class_labels(outputs, yb):
-                batch_correct = xp.count_nonzero(outputs.argmax(axis=1) == yb)
+                batch_correct = xp.count_nonzero(outputs.argmax(axis=-1) == yb, axis=-1)
             if batch_correct is None:
                 counted = False
             else:
                 correct += batch_correct
     model.backend.ops.check_errors()
-    loss = float(loss_sum) / len(X) if loss_fn is not None else None
-    return Evaluation(loss, int(correct) / len(X) if counted else None)
+    host = (lambda a: to_numpy(a)) if models is not None else (lambda a: a.item())
+    loss = host(loss_sum) / len(X) if loss_fn is not None else None
+    return Evaluation(loss, host(correct) / len(X) if counted else None)
 
 
 def predict(model, X, batch_size=EVAL_BATCH_SIZE):
-    """The model's outputs for ``X`` (evaluation mode), one array on the model's device."""
+    """The model's outputs for ``X`` (evaluation mode), one array on the model's device
+    (a stack's: (n, len(X), outputs), each model's outputs)."""
     X, _ = on_device(model, X)
     result = None
+    lead = 0 if models_of(model) is None else 1  # the samples' axis of the outputs
     with evaluation_mode(model):
         for start, stop, outputs in _outputs(model, X, batch_size):
             if result is None:
-                result = model.backend.xp.empty((len(X),) + outputs.shape[1:], outputs.dtype)
-            result[start:stop] = outputs
+                shape = outputs.shape[:lead] + (len(X),) + outputs.shape[lead + 1:]
+                result = model.backend.xp.empty(shape, outputs.dtype)
+            result[(slice(None),) * lead + (slice(start, stop),)] = outputs
     return result
 
 

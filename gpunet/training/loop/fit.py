@@ -23,10 +23,12 @@ from .fit_state import META_KEY, FitState
 from .evaluation import EVAL_BATCH_SIZE, Evaluation, evaluate_on_device
 from .inputs import (FloatInput, batching, checked, checked_sample_weight, pair,
                      warn_if_unscaled, weighted_batches)
-from .history import History, format_epoch
+from .history import History, format_epoch, format_models_epoch, model_record
+from .orders import GroupBatches, check_order
 from ...data.loader import DataLoader
 from ...checks import check_positive_int
 from ...nn.clip_grad import NormClipper
+from ...nn.stack import models_of
 from ..engine.step import graph_mode
 from ..engine.step_runner import StepRunner
 from ..engine.data_parallel import DataParallel
@@ -68,17 +70,60 @@ def _tell_graph(runner, verbose, ended=False):
 def _validate(model, val, loss_fn, batch_size, epoch, runner):
     """An epoch's validation result (through ``runner``'s static steps where they can run
     it); a NaN or infinite validation loss (the inputs being finite) raises
-    NonFiniteLossError instead of being recorded."""
+    NonFiniteLossError instead of being recorded (a stack's models stop one by one)."""
     if val is None:
         return Evaluation(None, None)
     if runner is not None and runner.can_evaluate(loss_fn, *val):
         result = Evaluation(*runner.evaluate(*val, batch_size))
     else:
         result = evaluate_on_device(model, *val, loss_fn, batch_size)
-    if result.loss is not None and not math.isfinite(result.loss):
+    if models_of(model) is None and result.loss is not None and not math.isfinite(result.loss):
         raise NonFiniteLossError(f"the validation loss became {result.loss} at epoch {epoch} "
                                  f"(the training loss was finite)", epoch, None)
     return result
+
+
+def _new_history(models):
+    """An empty History, or one per model of a stack."""
+    return History([]) if models is None else [History([]) for _ in range(models)]
+
+
+def _append(history, record, trained):
+    """Add an epoch's record to the History (a stack's: model ``i``'s part to History ``i``
+    for the models that ``trained``); returns the models' records (None: a stopped one)."""
+    if not isinstance(history, list):
+        history.append(record)
+        return None
+    records = [model_record(record, i) if trained[i] else None for i in range(len(history))]
+    for model_history, model_part in zip(history, records):
+        if model_part is not None:
+            model_history.append(model_part)
+    return records
+
+
+def _check_some_finite(train_loss, trained, epoch):
+    """A stack whose every model still training has a non-finite loss fails as a plain
+    model does."""
+    if isinstance(train_loss, np.ndarray) and not np.isfinite(train_loss[trained]).any():
+        raise NonFiniteLossError(f"the training loss of every model still training became "
+                                 f"NaN or infinite at epoch {epoch}", epoch, None)
+
+
+def _stopped_news(stop, stopper, patience):
+    """The line saying which models stopped after this epoch (None: none did)."""
+    if not isinstance(stop, np.ndarray):
+        return (f"early stopping: no improvement for {patience} epochs; best epoch "
+                f"{int(stopper.best_epoch[0])}") if stop else None
+    if not len(stop):
+        return None
+    diverged = [i for i in stop if stopper.diverged[i]]
+    waited = [f"{i} (best epoch {int(stopper.best_epoch[i])})" for i in stop
+              if not stopper.diverged[i]]
+    parts = ([f"model{'s' if len(diverged) > 1 else ''} {', '.join(map(str, diverged))} "
+              f"(a loss no longer finite)"] if diverged else []) + \
+        ([f"model{'s' if len(waited) > 1 else ''} {', '.join(waited)}: no lower loss for "
+          f"{patience} epoch{'s' if patience > 1 else ''}"] if waited else [])
+    return f"stopped: {'; '.join(parts)}; {int(stopper.active.sum())} training"
 
 
 def _resume(resume, model, optimizer, seed):
@@ -88,7 +133,7 @@ def _resume(resume, model, optimizer, seed):
     model.load_state_dict(resume.model.state_dict())
     if resume.optimizer_state is not None:
         optimizer.load_state_dict(resume.optimizer_state)
-    state = FitState.from_checkpoint(resume, seed)
+    state = FitState.from_checkpoint(resume, seed, models_of(model))
     if state.base_lr is None:
         state.base_lr = optimizer.lr
     return state
@@ -98,10 +143,11 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
         batch_size=BATCH_SIZE, schedule=None, patience=None, seed=None, checkpoint=None,
         checkpoint_meta=None, resume=None, progress=True, verbose=True,
         on_epoch_end=None, on_step_end=None, clip_grad_norm=None, sample_weight=None,
-        graph="auto", distributed=None) -> History:
+        graph="auto", distributed=None, order="shared"):
     """Train ``model`` on ``train=(X, y)`` (or a :class:`~gpunet.DataLoader`, which brings
     its batch size, shuffling and drop_last) for ``epochs`` epochs; return a
-    :class:`History`. ``optimizer`` must update this model's parameters.
+    :class:`History` (a stack: a list of one History per model). ``optimizer`` must update
+    this model's parameters.
 
     - ``val=(X, y)``, or ``val_split`` (a fraction of ``train`` held out with a permutation
       fixed by ``seed``): evaluated after every epoch.
@@ -138,7 +184,7 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
       exception propagates carrying the History as ``exc.history`` (see ``callbacks.py``).
       With the static or captured step, ``on_step_end`` runs on the host between steps
       (replays); it may read the loss and set ``optimizer.lr``, which the next step uses.
-    - ``graph``: ``"auto"`` runs a Sequential of Linear/ReLU/Flatten/Sigmoid/Tanh with
+    - ``graph``: ``"auto"`` runs a Sequential (or a stack) of Linear/ReLU/Flatten/Sigmoid/Tanh with
       ``CrossEntropyLoss`` (training and validation) through the static-buffer steps
       (``training/engine/step.py``); on the GPU it times the first steps uncaptured and as CUDA
       graph replays and keeps the faster for them, saying so in one line (``capture.py``);
@@ -153,12 +199,25 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
       update is the single-process update on the global batch. Metrics are over all ranks;
       only rank 0 prints and writes ``checkpoint``; ``on_epoch_end`` runs on every rank.
 
+    A stack (``gn.stack``) trains its n models together, as n models trained alone on the
+    same batches would be. ``order``: ``"shared"`` (one data order for all), ``"per_model"``
+    (a shuffle per model) or ``"bootstrap"`` (a sample drawn with replacement per model and
+    epoch: bagging). Schedules apply per model (to the optimizer's n rates). Early stopping
+    is per model: a model stops after ``patience`` epochs without improvement, or when its
+    loss is no longer finite; it takes back its best weights (with ``patience``) and is
+    frozen (learning rate 0) while the others train on. Each model's History ends with its
+    last epoch; ``on_epoch_end`` gets a list of the models' records (None for a stopped
+    model), and ``on_step_end`` the n losses; the checkpoint holds the whole stack.
+
     NaN or inf in float inputs or targets (training or validation) raise ValueError naming
     the first bad row and column before the first batch. A NaN or infinite training or
     validation loss raises :class:`NonFiniteLossError` naming the epoch (and step); the
-    checkpoint file then still holds the last good epoch.
+    checkpoint file then still holds the last good epoch (a stack: when every model still
+    training reached one).
     """
     epochs = check_positive_int(epochs, "epochs")
+    models = models_of(model)
+    order = check_order(order, models)
     X, y = pair(train, "train")
     batch_size, shuffle, drop_last = batching(train, batch_size, BATCH_SIZE)
     if optimizer.backend is not model.backend:
@@ -176,10 +235,13 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
     if distributed is not None and sample_weight is not None:
         raise ValueError("sample_weight is not supported with distributed training (each "
                          "rank would normalise by its own share of the weights)")
+    if models is not None and (distributed is not None or sample_weight is not None):
+        raise ValueError("a stack trains in one process and without sample weights: "
+                         "distributed and sample_weight take a single model")
     parallel = None if distributed is None else DataParallel(distributed, model, optimizer)
     if parallel is not None and not parallel.is_root:
         checkpoint, verbose, progress = None, False, False
-    state = (FitState(optimizer.lr, seed) if resume is None
+    state = (FitState(optimizer.lr, seed, history=_new_history(models)) if resume is None
              else _resume(resume, model, optimizer, seed))
     if parallel is not None:
         state.seed = parallel.shared_seed(state.seed)
@@ -204,6 +266,8 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
                         shard=None if parallel is None else (parallel.rank, parallel.size))
     if parallel is not None:
         parallel.shard = loader.shard
+    groups = None if order == "shared" else models
+    grouped = None if groups is None else GroupBatches(loader, groups, order == "bootstrap")
     mode, why = graph_mode(graph, model, loss_fn, X, y)
     if mode != "eager" and row_weights is not None:  # the static step gathers X and y only
         if graph == "on":
@@ -228,11 +292,12 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
                                 sync=None if parallel is None else parallel.hook,
                                 strict=graph == "on",
                                 agree=None if parallel is None else parallel.agree, clip=clip,
-                                loss_fn=loss_fn)
+                                loss_fn=loss_fn, groups=groups,
+                                bootstrap=order == "bootstrap")
             stack.callback(runner.close)
             if runner.stream is not None:  # every op of the run ordered with the replays
                 stack.enter_context(runner.stream)
-        stopper = EarlyStopping(patience, model, history, state.best_state)
+        stopper = EarlyStopping(patience, model, state.histories(), state.best_state)
         to_input = FloatInput(model)
         eval_batch = max(loader.batch_size, EVAL_BATCH_SIZE)
 
@@ -244,7 +309,8 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
             if seed is not None:
                 manual_seed(_epoch_seed(seed, index))
             if schedule is not None:
-                optimizer.lr = schedule(state.base_lr, index)
+                optimizer.lr = stopper.frozen(schedule(state.base_lr, index))
+            trained = stopper.active.copy()
             started = time.perf_counter()
             # a diverging run is reported by NonFiniteLossError, not by NumPy's warnings
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -253,8 +319,9 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
                         model, loss_fn, optimizer, loader, to_input, index + 1, epochs,
                         progress=progress, runner=runner, parallel=parallel,
                         callbacks=callbacks, clip=clip,
-                        batches=None if row_weights is None
+                        batches=grouped if row_weights is None
                         else weighted_batches(loader, y, row_weights))
+                    _check_some_finite(train_loss, trained, index + 1)
                     train_seconds = time.perf_counter() - started
                     result = _validate(model, val, loss_fn, eval_batch, index + 1, runner)
                 except NonFiniteLossError as exc:
@@ -267,20 +334,24 @@ def fit(model, loss_fn, optimizer, train, val=None, *, val_split=0.0, epochs=10,
                       "val_accuracy": result.accuracy,
                       "seconds": time.perf_counter() - started,
                       "samples_per_s": loader.num_samples / train_seconds}
-            history.append(record)
+            records = _append(history, record, trained)
             _tell_graph(runner, verbose)
             state.epoch = index + 1
             stop = stopper.update(model, record)
+            if models is not None:  # stopped models keep their weights from here on
+                optimizer.lr = stopper.frozen(optimizer.lr)
             state.best_state = stopper.state_to_save(state.epoch)
             save_checkpoint()
             if verbose:
-                print(format_epoch(record, epochs), flush=True)
-            asked = callbacks.epoch_done(record)
-            if stop or asked:
-                if verbose:
-                    print(f"early stopping: no improvement for {patience} epochs; best epoch "
-                          f"{stopper.best_epoch}" if stop else
-                          f"stopped by a callback after epoch {state.epoch}", flush=True)
+                print(format_epoch(record, epochs) if models is None
+                      else format_models_epoch(record, epochs, trained), flush=True)
+            asked = callbacks.epoch_done(record if models is None else records)
+            news = [_stopped_news(stop, stopper, patience),
+                    asked and f"stopped by a callback after epoch {state.epoch}"]
+            for line in news if verbose else ():
+                if line:
+                    print(line, flush=True)
+            if asked or not stopper.active.any():
                 break
         _tell_graph(runner, verbose, ended=True)
         if stopper.restore(model, state.epoch):

@@ -6,6 +6,8 @@ import csv
 import io
 import json
 
+import numpy as np
+
 from ..run_files.atomic import write_text
 
 COLUMNS = ("epoch", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
@@ -86,3 +88,41 @@ def format_epoch(record, epochs):
         parts.append(scores("val ", record["val_loss"], record["val_accuracy"]))
     parts.append(f"{record['seconds']:.2f} s  {record['samples_per_s']:,.0f} samples/s")
     return "  |  ".join(parts)
+
+
+def model_record(record, model):
+    """Model ``model``'s record of an epoch of a stack, whose per-model values are arrays."""
+    return {k: float(v[model]) if isinstance(v, np.ndarray) else v for k, v in record.items()}
+
+
+def format_models_epoch(record, epochs, active):
+    """One line summarising an epoch of a stack: the models still training (``active``, a
+    mask), their median training loss, and the best of them by validation accuracy (else by
+    validation or training loss)."""
+    models = len(active)
+    training = np.flatnonzero(active)
+    head = [f"epoch {record['epoch']:>{len(str(epochs))}}/{epochs}",
+            f"{models} models" + (f", {len(training)} training" if len(training) < models
+                                  else "")]
+    if not len(training):
+        return "  |  ".join(head)
+    middle = np.median(record["train_loss"][training])
+    parts = head + [f"train loss {middle:.4f} (median)"]
+    score, name = _best_by(record)
+    best = training[np.argmax(score[training])]
+    shown = format_numbers(record[f"{name}_loss"][best],
+                           None if record[f"{name}_accuracy"] is None
+                           else record[f"{name}_accuracy"][best])
+    parts.append(f"best: model {best} ({name} " +
+                 "  ".join(f"{k} {v}" for k, v in shown.items()) + ")")
+    parts.append(f"{record['seconds']:.2f} s  {record['samples_per_s']:,.0f} samples/s")
+    return "  |  ".join(parts)
+
+
+def _best_by(record):
+    """Per-model scores (higher is better) and the name of the split they come from."""
+    name = "val" if record["val_loss"] is not None else "train"
+    accuracy = record[f"{name}_accuracy"]
+    if accuracy is not None:
+        return np.nan_to_num(accuracy, nan=-np.inf), name
+    return -np.nan_to_num(record[f"{name}_loss"], nan=np.inf), name

@@ -120,13 +120,13 @@ def check_class_labels(model, loss_fn, X, y, what):
         return
     with evaluation_mode(model):
         outputs = model(FloatInput(model)(X[:1]))
-    if outputs.ndim != 2:
+    if outputs.ndim not in (2, 3):  # a plain model's (batch, classes), a stack's (n, ...)
         return  # the loss itself names the wrong shape
     try:
-        model.backend.ops.check_labels(y, outputs.shape[1])
+        model.backend.ops.check_labels(y, outputs.shape[-1])
         model.backend.ops.check_errors()
     except ValueError as exc:
-        raise ValueError(f"{what}: {exc} (the model has {outputs.shape[1]} "
+        raise ValueError(f"{what}: {exc} (the model has {outputs.shape[-1]} "
                          f"outputs)") from None
 
 

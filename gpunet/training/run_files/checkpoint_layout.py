@@ -51,13 +51,16 @@ def _walk(config, prefix, shapes, count, path, limits):
                                   f"description needs a 'layers' list, got {layers!r:.40}")
         for i, layer in enumerate(layers):
             _walk(layer, f"{prefix}{i}.", shapes, count, path, limits)
-    elif config["type"] == "Linear":  # the only layer with parameters (see the tests)
+    elif config["type"] == "Stack":
+        _walk_stack(config, prefix, shapes, count, path, limits)
+    elif config["type"] in ("Linear", "StackedLinear"):  # the layers with parameters
+        models = (_size(config, "models", path),) if config["type"] == "StackedLinear" else ()
         n_in, n_out = _size(config, "in_features", path), _size(config, "out_features", path)
         bias = config.get("bias", True)
         if not isinstance(bias, bool):
             raise CheckpointError(f"{path}: cannot rebuild the model: Linear needs bias as "
                                   f"true or false, got {bias!r:.40}")
-        count["parameters"] += n_out * n_in + (n_out if bias else 0)
+        count["parameters"] += (n_out * n_in + (n_out if bias else 0)) * math.prod(models)
         if count["parameters"] > limits.max_parameters:
             raise CheckpointError(
                 f"{path}: the architecture declares more than {limits.max_parameters:,} "
@@ -65,11 +68,31 @@ def _walk(config, prefix, shapes, count, path, limits):
                 f"over the limit LoadLimits.max_parameters; if you trust the file, raise it "
                 f"(gpunet eval/train --max-params N, or gpunet.load(..., "
                 f"limits=LoadLimits(max_parameters=N)))")
-        shapes[prefix + "weight"] = (n_out, n_in)
+        shapes[prefix + "weight"] = models + (n_out, n_in)
         if bias:
-            shapes[prefix + "bias"] = (n_out,)
+            shapes[prefix + "bias"] = models + (n_out,)
     elif not is_builtin(config["type"]):
         _registered(config, prefix, shapes, count, path, limits)
+
+
+def _walk_stack(config, prefix, shapes, count, path, limits):
+    """A stack (``nn/stack.py``): its architecture's parameters, each with a leading axis of
+    ``models``; they count ``models`` times toward the limit."""
+    models = _size(config, "models", path)
+    architecture = config.get("model")
+    if not isinstance(architecture, dict) or architecture.get("type") != "Sequential":
+        raise CheckpointError(f"{path}: cannot rebuild the model: a Stack description needs "
+                              f"a Sequential 'model', got {architecture!r:.80}")
+    one = {"layers": count["layers"], "parameters": 0}
+    inner: dict = {}
+    _walk(architecture, "", inner, one, path, limits)
+    count["layers"] = one["layers"]
+    count["parameters"] += one["parameters"] * models
+    if count["parameters"] > limits.max_parameters:
+        raise CheckpointError(f"{path}: the stack of {models:,} models declares more than "
+                              f"{limits.max_parameters:,} parameters "
+                              f"(LoadLimits.max_parameters)")
+    shapes.update({prefix + name: (models,) + shape for name, shape in inner.items()})
 
 
 def _registered(config, prefix, shapes, count, path, limits):
