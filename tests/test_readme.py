@@ -126,6 +126,19 @@ def test_the_readme_has_python_examples():
     assert len(PYTHON) >= 3
 
 
+SKLEARN_IMPORT = re.compile(r"^\s*(from|import)\s+(sklearn|gpunet\.sklearn)\b", re.MULTILINE)
+
+
+def test_blocks_importing_scikit_learn_are_marked():
+    """Checked here even where scikit-learn is installed: a fresh venv with only the dev extra
+    runs these blocks too, and an unmarked one fails there."""
+    unmarked = [b.line for b in PYTHON
+                if SKLEARN_IMPORT.search(b.code) and b.marker != ("needs", "sklearn")
+                and (b.marker is None or b.marker[0] != "skip")]
+    assert not unmarked, (f"README.md python blocks at lines {unmarked} import scikit-learn "
+                          f"without <!-- needs: sklearn --> right above their fence")
+
+
 @pytest.mark.parametrize("index", range(len(PYTHON)),
                          ids=[f"README.md:{b.line}" for b in PYTHON])
 def test_python_block_runs(index, session):
