@@ -1,6 +1,6 @@
 """How much of the GPU path the GPU tests execute on the CuPy stand-in.
 
-    python benchmarks/gpu_coverage.py [--all] [extra pytest arguments]
+    python benchmarks/gpu_coverage.py [--all] [--fail-under PCT] [extra pytest arguments]
 
 Runs the GPU tests on the stand-in (``python -m pytest -m gpu`` with
 ``GPUNET_TEST_CUDA=stand-in-subset``: the default subset, whose left-out cases are larger
@@ -15,7 +15,8 @@ the lines missed, of
   (``NcclEngine`` in ``distributed/engines.py``).
 
 The last line reads ``kernels NN.N% of lines, GPU-only Python NN.N% of lines``. Exit status:
-pytest's (the numbers are printed either way).
+pytest's (the numbers are printed either way); with ``--fail-under PCT`` (CI: 95), 1 as well
+where either share is below PCT or the kernels' counts are missing.
 """
 from __future__ import annotations
 
@@ -115,7 +116,20 @@ def _percent(executed: int, executable: int) -> float:
     return 100.0 * executed / executable if executable else 100.0
 
 
+def _fail_under(argv: list[str]) -> tuple[float | None, list[str]]:
+    """(PCT of ``--fail-under PCT``, or None; the other arguments)."""
+    if "--fail-under" not in argv:
+        return None, argv
+    at = argv.index("--fail-under")
+    try:
+        return float(argv[at + 1]), argv[:at] + argv[at + 2:]
+    except (IndexError, ValueError):
+        sys.exit(f"--fail-under: expected a percentage such as 95, got "
+                 f"{argv[at + 1] if at + 1 < len(argv) else 'nothing'}")
+
+
 def main(argv: list[str]) -> int:
+    floor, argv = _fail_under(argv)
     with tempfile.TemporaryDirectory(prefix="gpunet-gpu-coverage-") as tmp:
         folder = Path(tmp)
         status = run_tests(folder, argv)
@@ -126,6 +140,12 @@ def main(argv: list[str]) -> int:
     kernel_part = ("kernels pending (the emulator reads no gcov counts here)" if kernels is None
                    else f"kernels {_percent(*kernels[:2]):.1f}% of lines")
     print(f"{kernel_part}, GPU-only Python {_percent(*python[:2]):.1f}% of lines")
+    if floor is not None:
+        shares = [_percent(*python[:2])] + ([] if kernels is None else [_percent(*kernels[:2])])
+        if kernels is None or min(shares) < floor:
+            print(f"gpu_coverage: below --fail-under {floor:g}% (or kernels not counted)",
+                  file=sys.stderr)
+            return status or 1
     return status
 
 

@@ -110,6 +110,11 @@ def test_ci_installs_no_dataset_and_then_runs_the_suite_with_the_extras():
     assert extras[-1] == readme_commands.two_commands(README)[1]  # the whole suite again
 
 
+def test_ci_holds_the_gpu_path_to_its_coverage_floor():
+    """The GPU tests on the stand-in, under coverage, fail CI below 95% of either part."""
+    assert _ci(ROOT)["gpu_path"] == ["python benchmarks/gpu_coverage.py --fail-under 95"]
+
+
 def test_a_failing_set_up_command_fails_ci_before_the_tests(tmp_path):
     block = re.search(r"## Two commands\n\n```bash\n(.*?)```", README, re.S).group(1)
     failing = README.replace(block, "python -c 'raise SystemExit(3)' && gpunet train\n"
