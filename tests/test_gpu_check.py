@@ -310,6 +310,23 @@ def test_script_syntax():
     assert result.returncode == 0, result.stderr
 
 
+def _bash_array(name):
+    """The words of ``NAME=(...)``'s first assignment in gpu_check.sh."""
+    import shlex
+    text = SCRIPT.read_text()
+    start = text.index(f"\n{name}=(") + len(name) + 3
+    return shlex.split(text[start:text.index(")", start)], comments=True)
+
+
+def test_the_stand_in_rehearsal_runs_the_checks_own_tests_and_sweep():
+    """benchmarks/gpu_check_standin.py times the stages as gpu_check.sh gives them."""
+    rehearsal = load("gpu_check_standin")
+    assert rehearsal.TESTS[:len(_bash_array("TESTS"))] == _bash_array("TESTS")
+    assert rehearsal.SWEEP == _bash_array("SWEEP")
+    names = [name for name, _, _ in rehearsal.stages(Path("out"))]
+    assert names == ["probe", "warm", "tests", "kernels", "graph", "sweep"]
+
+
 @pytest.mark.skipif(GPU_HERE, reason="a GPU answers here: the script would run the check")
 def test_script_fails_loudly_without_a_gpu(tmp_path):
     result = run_script(tmp_path)
