@@ -5,12 +5,14 @@ rehearsal of the device check (the measurement behind ``benchmarks/results/STAGE
 
 Runs each stage's own command, as ``gpu_check.sh`` gives it, in a process whose ``cupy`` is
 the stand-in (``tests/standin.py``: NumPy arrays, the real ``kernels/*.cu`` in the CPU
-emulator), each under ``--limit`` seconds (default 300). A stage that runs past it is
-stopped and reported as such, with its last output line: the kernel, graph and sweep stages
-time batches up to 65,536 rows, which the emulator (a fiber per CUDA thread) takes hours
-over. compute-sanitizer's stages have no stand-in here (the emulator's AddressSanitizer build
-is ``tests/test_emulator_sanitizer.py``). Prints one line per stage: name, exit status,
-seconds, the last line it printed.
+emulator), each under ``--limit`` seconds (default 300); a stage that runs past it is
+stopped and reported as such. The kernel, graph and sweep stages time batches up to 65,536
+rows, which the emulator (a fiber per CUDA thread) takes hours over: here they run their
+whole code at small batches (``--rehearsal``; the sweep at batch 32 and 256, 3 steps a
+timing), and their timings, read off the stand-in's fake clock, mean nothing.
+compute-sanitizer's stages have no stand-in here (the emulator's AddressSanitizer build is
+``tests/test_emulator_sanitizer.py``). Prints one line per stage: name, exit status,
+seconds, the last line it printed; each stage's whole output is ``NAME.log`` in ``--out``.
 """
 from __future__ import annotations
 
@@ -37,6 +39,10 @@ TESTS = ["tests", "-m", "gpu", "--ignore=tests/test_packaging.py",
          "--ignore=tests/test_fashion_mnist.py", "-p", "no:cacheprovider", "-q"]
 SWEEP = ["--device", "gpu", "--batch-sizes", "32", "256", "4096", "65536", "--quick",
          "--warmup", "5"]
+# what the emulator (a fiber per CUDA thread) runs in minutes: small batches
+# (the stand-in's fake clock would otherwise ask for thousands of steps to fill a timing)
+SMALL_SWEEP = ["--batch-sizes", "32", "256", "--samples", "1024", "--steps", "3",
+               "--repeats", "2", "--warmup", "1"]
 
 
 def standin(code: str) -> list[str]:
@@ -56,26 +62,30 @@ def stages(out: Path) -> list[tuple[str, list[str], dict]]:
         ("probe", script("benchmarks/gpu_summary.py", "probe", str(out / "device.json")), {}),
         ("warm", standin(WARM), {}),
         ("tests", [sys.executable, "-m", "pytest", *TESTS], {"GPUNET_TEST_CUDA": "stand-in"}),
-        ("kernels", script("benchmarks/gpu_check.py", "--out", str(out / "kernels.json")), {}),
-        ("graph", script("benchmarks/graph_probe.py", "--out", str(out / "graph.json")), {}),
-        ("sweep", script("-m", "gpunet", "bench", *SWEEP, "--out", str(out / "sweep")), {}),
+        ("kernels", script("benchmarks/gpu_check.py", "--rehearsal", "--out",
+                           str(out / "kernels.json")), {}),
+        ("graph", script("benchmarks/graph_probe.py", "--rehearsal", "--out",
+                         str(out / "graph.json")), {}),
+        ("sweep", script("-m", "gpunet", "bench", *SWEEP, *SMALL_SWEEP, "--out",
+                         str(out / "sweep")), {}),
     ]
 
 
-def run(command: list[str], env: dict, limit: float) -> tuple[str, float, str]:
-    """(exit status or "stopped", seconds, last line printed) of one stage."""
+def run(command: list[str], env: dict, limit: float, log: Path) -> tuple[str, float, str]:
+    """(exit status or "stopped at ...", seconds, last line printed) of one stage, whose
+    output goes to ``log``."""
     start = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env}, stdout=log,
-                                   stderr=subprocess.STDOUT, text=True)
+    with log.open("w+") as output:
+        process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env},
+                                   stdout=output, stderr=subprocess.STDOUT, text=True)
         try:
             status = str(process.wait(timeout=limit))
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
             status = f"stopped at {limit:g} s"
-        log.seek(0)
-        lines = [line.rstrip() for line in log if line.strip()]
+        output.seek(0)
+        lines = [line.rstrip() for line in output if line.strip()]
     return status, time.perf_counter() - start, lines[-1] if lines else ""
 
 
@@ -83,16 +93,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=float, default=300.0,
                         help="seconds each stage may run before it is stopped (default 300)")
-    parser.add_argument("--out", type=Path, help="where the stages write (default: a "
-                                                 "temporary folder)")
+    parser.add_argument("--out", type=Path, help="where the stages write, each stage's output "
+                                                 "in NAME.log (default: a temporary folder)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="gpunet-standin-stages-") as tmp:
         out = args.out or Path(tmp)
         out.mkdir(parents=True, exist_ok=True)
+        # the emulator's module cache starts empty, as a fresh device's kernel cache does
+        cache = {"GPUNET_EMULATOR_CACHE": str(Path(tmp) / "emulator-cache")}
         failed = False
         for name, command, env in stages(out):
-            status, seconds, last = run(command, env, args.limit)
-            failed |= status not in ("0",) and not status.startswith("stopped")
+            status, seconds, last = run(command, {**env, **cache}, args.limit,
+                                        out / f"{name}.log")
+            failed |= status != "0"
             print(f"{name:8} exit {status:16} {seconds:7.1f} s   {last[:160]}", flush=True)
     return 1 if failed else 0
 

@@ -369,7 +369,7 @@ def probe() -> dict:
     info = {"gpu": ok, "reason": reason}
     info.update(bench_report.environment(gn.get_backend("gpu" if ok else "cpu"), tf32=False))
     if ok:
-        from cupy_backends.cuda.libs import nvrtc
+        from cupy.cuda import nvrtc  # cupy_backends.cuda.libs.nvrtc, as CuPy exports it
 
         info["nvrtc"] = ".".join(map(str, nvrtc.getVersion()))
     return info

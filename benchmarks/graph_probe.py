@@ -154,7 +154,13 @@ def time_configurations() -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="where to write the JSON result")
+    parser.add_argument("--rehearsal", action="store_true",
+                        help="batches of at most 256 rows, for a run on the CuPy stand-in "
+                             "(benchmarks/gpu_check_standin.py): its timings mean nothing")
     args = parser.parse_args()
+    if args.rehearsal:  # the stand-in emulates every CUDA thread on the CPU
+        global BATCHES, TRAIN_BATCHES
+        BATCHES, TRAIN_BATCHES = (32, 256), (32,)
     result = {"routes": probe(), "configurations": time_configurations()}
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)

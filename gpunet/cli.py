@@ -127,30 +127,26 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
     evaluate_cmd.set_defaults(func=run_eval)
 
     if importlib.util.find_spec("gpunet.bench") is not None:
-        bench_cmd = commands.add_parser("bench", help="batch-size throughput sweep")
-        if _command_of(sys.argv[1:] if argv is None else argv) == "bench":
-            from .bench import sweep as bench  # imported only when it runs: train/eval never need it
-
-            bench.add_arguments(bench_cmd)
-            bench_cmd.set_defaults(func=bench.run)
-        speedrun_cmd = commands.add_parser("speedrun", help="time to 89.5%% test accuracy on "
-                                           "Fashion-MNIST, gpunet against PyTorch")
-        if _command_of(sys.argv[1:] if argv is None else argv) == "speedrun":
-            from .bench import speedrun
-
-            speedrun.add_arguments(speedrun_cmd)
-            _add_data_options(speedrun_cmd)
-            speedrun_cmd.set_defaults(func=speedrun.run)
-    sweep_cmd = commands.add_parser("sweep", help="train a grid of learning rates, weight "
-                                    "decays and seeds as one stack, ranked by validation")
-    if _command_of(sys.argv[1:] if argv is None else argv) == "sweep":
-        from .sweep import cli as sweep  # imported only when it runs
-
-        sweep.add_arguments(sweep_cmd)
-        _add_data_options(sweep_cmd)
-        sweep_cmd.set_defaults(func=sweep.run)
+        _lazy_command(commands, argv, "bench", "batch-size throughput sweep", "bench.sweep")
+        _lazy_command(commands, argv, "speedrun", "time to 89.5%% test accuracy on "
+                      "Fashion-MNIST, gpunet against PyTorch", "bench.speedrun", data=True)
+    _lazy_command(commands, argv, "sweep", "train a grid of learning rates, weight decays and "
+                  "seeds as one stack, ranked by validation", "sweep.cli", data=True)
     add_demo_parser(commands)
     return parser
+
+
+def _lazy_command(commands, argv, name, help, module, data=False):
+    """Subcommand ``name``, whose options and ``run`` come from ``gpunet.<module>``, imported
+    only when that command runs (train and eval never need it); ``data``: with the dataset
+    options."""
+    command = commands.add_parser(name, help=help)
+    if _command_of(sys.argv[1:] if argv is None else argv) == name:
+        chosen = importlib.import_module(f"gpunet.{module}")
+        chosen.add_arguments(command)
+        if data:
+            _add_data_options(command)
+        command.set_defaults(func=chosen.run)
 
 
 def _command_of(argv):

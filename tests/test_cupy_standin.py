@@ -54,6 +54,8 @@ def test_a_missing_name_fails_naming_it(cp):
         cp.fft
     with pytest.raises(AttributeError, match="has no cupy.cuda.cufft"):
         cp.cuda.cufft
+    with pytest.raises(AttributeError, match="has no cupy.cuda.MemoryPointer.memset_async"):
+        cp.zeros(1).data.memset_async
 
 
 def test_views_share_memory_and_pointers_are_aligned(cp):
@@ -200,3 +202,24 @@ def test_curand_is_refused_under_capture(cp, stream):
     with cp._memory.relaxed_capture(), \
             pytest.raises(NotImplementedError, match="cuRAND API during stream capture"):
         cp.random.RandomState(0).permutation(4)
+
+
+def test_a_device_to_device_copy_runs_eagerly_or_is_recorded(cp, stream):
+    """``MemoryPointer.copy_from_device_async`` (the device check's bandwidth probe)."""
+    src, dst = cp.arange(6, dtype=np.float32), cp.zeros(6, np.float32)
+    dst.data.copy_from_device_async(src[2:].data, 8)
+    assert dst.get().tolist() == [2, 3, 0, 0, 0, 0]
+    stream.begin_capture()
+    dst[4:].data.copy_from_device_async(src.data, 8, stream)
+    graph = stream.end_capture()
+    src.fill(7)
+    assert dst.get().tolist() == [2, 3, 0, 0, 0, 0]  # recorded, not run
+    graph.launch(stream)
+    assert dst.get().tolist() == [2, 3, 0, 0, 7, 7]
+    with pytest.raises(cp.cuda.runtime.CUDARuntimeError, match="cudaErrorInvalidValue"):
+        dst[4:].data.copy_from_device_async(src.data, 12)
+
+
+def test_nvrtcs_version_is_the_cuda_the_stand_in_models(cp):
+    assert cp.cuda.nvrtc.getVersion() == (13, 0)
+    assert cp.cuda.runtime.runtimeGetVersion() == 13000

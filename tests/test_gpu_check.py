@@ -323,8 +323,10 @@ def test_the_stand_in_rehearsal_runs_the_checks_own_tests_and_sweep():
     rehearsal = load("gpu_check_standin")
     assert rehearsal.TESTS[:len(_bash_array("TESTS"))] == _bash_array("TESTS")
     assert rehearsal.SWEEP == _bash_array("SWEEP")
-    names = [name for name, _, _ in rehearsal.stages(Path("out"))]
-    assert names == ["probe", "warm", "tests", "kernels", "graph", "sweep"]
+    commands = {name: command for name, command, _ in rehearsal.stages(Path("out"))}
+    assert list(commands) == ["probe", "warm", "tests", "kernels", "graph", "sweep"]
+    for name in ("kernels", "graph"):  # their whole code, at batches the emulator runs
+        assert "--rehearsal" in commands[name][-1]
 
 
 @pytest.mark.skipif(GPU_HERE, reason="a GPU answers here: the script would run the check")

@@ -743,24 +743,33 @@ def test_adam_matches_pytorch_over_1000_steps(ops, kind, weight_decay):
     before ``1 - beta2**t``: ~6e-6) then grows to ~3e-6 of the scale; rounding noise of a
     correct kernel, which changes sign from step to step, stays near 3e-7 (emulated in NumPy).
     """
+    settings = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay)
+    assert_matches_torch_over_1000_steps(
+        73, lambda torch, params: getattr(torch.optim, kind)(params, foreach=False, **settings),
+        lambda params: getattr(gn.optim, kind)(params, **settings), kind)
+
+
+def assert_matches_torch_over_1000_steps(seed, torch_optimizer, gpunet_optimizer, name):
+    """1,000 steps of gradients that keep their sign per element (the parameters move ~1)
+    through ``torch_optimizer(torch, [tensor])`` (CPU, float32) and the fused
+    ``gpunet_optimizer([param])`` on the device: they must end within 1e-6 of the parameter
+    scale."""
     torch = pytest.importorskip("torch")
-    rng = np.random.default_rng(73)
-    n, steps, lr, betas, eps = 4099, 1000, 1e-3, (0.9, 0.999), 1e-8
+    rng = np.random.default_rng(seed)
+    n, steps = 4099, 1000
     start = normal(rng, n, scale=0.5)
     sign = np.where(rng.random(n) < 0.5, -1.0, 1.0).astype(np.float32)
     grads = (sign * (1 + 0.5 * rng.uniform(-1, 1, size=(steps, n)))).astype(np.float32)
 
     reference = torch.tensor(start.copy(), requires_grad=True)
-    torch_optimizer = getattr(torch.optim, kind)([reference], lr=lr, betas=betas, eps=eps,
-                                                 weight_decay=weight_decay, foreach=False)
+    reference_optimizer = torch_optimizer(torch, [reference])
     for g in grads:
         reference.grad = torch.from_numpy(g.copy())
-        torch_optimizer.step()
+        reference_optimizer.step()
     want = reference.detach().numpy().copy()
 
     param = gn.Parameter(cupy.asarray(start))
-    optimizer = getattr(gn.optim, kind)([param], lr=lr, betas=betas, eps=eps,
-                                        weight_decay=weight_decay)
+    optimizer = gpunet_optimizer([param])
     device_grads = cupy.asarray(grads)
     with fused_only():
         for t in range(steps):
@@ -771,8 +780,8 @@ def test_adam_matches_pytorch_over_1000_steps(ops, kind, weight_decay):
     assert np.abs(want - start).max() > 0.5, "the parameters barely moved: a vacuous test"
     error = float(np.abs(got - want).max())
     assert np.isfinite(got).all() and error <= 1e-6 * scale, (
-        f"GPU {kind} is {error:.3g} ({error / scale:.2g} of the parameter scale {scale:.3g}) "
-        f"away from torch.optim.{kind} after {steps} steps; allowed 1e-6 of the scale")
+        f"GPU {name} is {error:.3g} ({error / scale:.2g} of the parameter scale {scale:.3g}) "
+        f"away from torch.optim.{name} after {steps} steps; allowed 1e-6 of the scale")
 
 
 # -- SGD against PyTorch over 1,000 steps ---------------------------------------------------
@@ -784,36 +793,10 @@ def test_sgd_matches_pytorch_over_1000_steps(ops, momentum, nesterov, weight_dec
     parameter scale, gradients keeping their sign per element so the steps add up (the
     parameters move ~1 and momentum builds); a wrong momentum, decay or Nesterov term is a
     relative error of every step and grows far past that."""
-    torch = pytest.importorskip("torch")
-    rng = np.random.default_rng(83)
-    n, steps, lr = 4099, 1000, 1e-3
-    start = normal(rng, n, scale=0.5)
-    sign = np.where(rng.random(n) < 0.5, -1.0, 1.0).astype(np.float32)
-    grads = (sign * (1 + 0.5 * rng.uniform(-1, 1, size=(steps, n)))).astype(np.float32)
-
-    reference = torch.tensor(start.copy(), requires_grad=True)
-    torch_optimizer = torch.optim.SGD([reference], lr=lr, momentum=momentum, nesterov=nesterov,
-                                      weight_decay=weight_decay, foreach=False)
-    for g in grads:
-        reference.grad = torch.from_numpy(g.copy())
-        torch_optimizer.step()
-    want = reference.detach().numpy().copy()
-
-    param = gn.Parameter(cupy.asarray(start))
-    optimizer = gn.optim.SGD([param], lr=lr, momentum=momentum, nesterov=nesterov,
-                             weight_decay=weight_decay)
-    device_grads = cupy.asarray(grads)
-    with fused_only():
-        for t in range(steps):
-            param.grad[...] = device_grads[t]
-            optimizer.step()
-    got = host(param.data)
-    scale = float(np.abs(want).max())
-    assert np.abs(want - start).max() > 0.5, "the parameters barely moved: a vacuous test"
-    error = float(np.abs(got - want).max())
-    assert np.isfinite(got).all() and error <= 1e-6 * scale, (
-        f"GPU SGD is {error:.3g} ({error / scale:.2g} of the parameter scale {scale:.3g}) away "
-        f"from torch.optim.SGD after {steps} steps; allowed 1e-6 of the scale")
+    settings = dict(lr=1e-3, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+    assert_matches_torch_over_1000_steps(
+        83, lambda torch, params: torch.optim.SGD(params, foreach=False, **settings),
+        lambda params: gn.optim.SGD(params, **settings), "SGD")
 
 
 # -- past the int32 index range (last in the file: ~20 GB each, a crash ends the session) ---

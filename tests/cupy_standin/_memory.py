@@ -64,6 +64,24 @@ class MemoryPointer:
     def __int__(self):
         return self.ptr
 
+    def __getattr__(self, name):
+        raise _errors.missing("cupy.cuda.MemoryPointer", name)
+
+    def _bytes(self, size: int) -> np.ndarray:
+        """The ``size`` bytes from here, as a view of the allocation's buffer."""
+        if self.offset + size > self.mem.size:
+            raise _errors.CUDARuntimeError(
+                f"cudaErrorInvalidValue: {size} bytes from offset {self.offset} of a "
+                f"{self.mem.size}-byte allocation")
+        start = self.mem.start + self.offset
+        return self.mem.buffer[start:start + size]
+
+    def copy_from_device_async(self, src: MemoryPointer, size: int, stream=None) -> None:
+        """``memory.pyx`` line 553: ``size`` bytes from ``src`` on ``stream`` (the current
+        one by default), recorded when it captures."""
+        if size > 0:
+            _streams.issue(lambda: np.copyto(self._bytes(size), src._bytes(size)), stream)
+
 
 class MemoryPool:
     """``cupy.get_default_memory_pool()``: counts the bytes of live arrays; a limit makes

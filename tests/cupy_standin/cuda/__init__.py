@@ -1,4 +1,4 @@
-"""``cupy.cuda``: devices, streams, events, graphs, memory, the runtime and NCCL."""
+"""``cupy.cuda``: devices, streams, events, graphs, memory, the runtime, NVRTC's version and NCCL."""
 from __future__ import annotations
 
 from .. import _device, _errors
@@ -6,7 +6,7 @@ from .._device import Device  # noqa: F401
 from .._memory import Memory, MemoryPointer, set_allocator  # noqa: F401
 from .._streams import (Event, Graph, Stream, get_current_stream,  # noqa: F401
                         get_elapsed_time)
-from . import device, memory, runtime  # noqa: F401
+from . import device, memory, nvrtc, runtime  # noqa: F401
 
 
 def is_available() -> bool:
