@@ -108,9 +108,10 @@ def run(args):
     backend = get_backend(args.device)
     epochs = args.epochs or (QUICK["epochs"] if args.quick else DEFAULT_EPOCHS)
     lrs = args.lr or [optim.DEFAULTS[args.optimizer]["lr"]]
-    if args.ensemble and args.ensemble > len(lrs) * len(args.weight_decay) * args.seeds:
-        raise UsageError(f"--ensemble {args.ensemble} is more than the "
-                         f"{len(lrs) * len(args.weight_decay) * args.seeds} models swept")
+    swept = len(lrs) * len(args.weight_decay) * args.seeds
+    if args.ensemble and args.ensemble > swept:
+        raise UsageError(f"--ensemble {args.ensemble} is more than the {swept} "
+                         f"model{'s' if swept > 1 else ''} swept")
     grid = configurations(lrs, args.weight_decay, list(range(args.seeds)))
     settings = Settings(args.hidden, args.activation, args.optimizer,
                         args.momentum if args.optimizer == "sgd" else None, args.batch_size,
