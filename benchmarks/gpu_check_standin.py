@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -34,11 +35,18 @@ RUN = ("import runpy; argv = {argv!r}; sys.argv = argv[1:] if argv[0] == '-m' el
 WARM = ("import time, gpunet; start = time.perf_counter(); gpunet.warmup(); "
         "print(f'every kernel module compiled or loaded from the cache in "
         "{time.perf_counter() - start:.1f} s')")
-# gpu_check.sh's TESTS and SWEEP
-TESTS = ["tests", "-m", "gpu", "--ignore=tests/test_packaging.py",
-         "--ignore=tests/test_fashion_mnist.py", "-p", "no:cacheprovider", "-q"]
-SWEEP = ["--device", "gpu", "--batch-sizes", "32", "256", "4096", "65536", "--quick",
-         "--warmup", "5"]
+CHECK = ROOT / "benchmarks" / "gpu_check.sh"
+
+
+def check_array(name: str) -> list[str]:
+    """The words of gpu_check.sh's first ``NAME=(...)``: its own test and sweep arguments."""
+    text = CHECK.read_text()
+    start = text.index(f"\n{name}=(") + len(name) + 3
+    return shlex.split(text[start:text.index(")", start)], comments=True)
+
+
+TESTS = [*check_array("TESTS"), "-p", "no:cacheprovider", "-q"]
+SWEEP = check_array("SWEEP")
 # what the emulator (a fiber per CUDA thread) runs in minutes: small batches
 # (the stand-in's fake clock would otherwise ask for thousands of steps to fill a timing)
 SMALL_SWEEP = ["--batch-sizes", "32", "256", "--samples", "1024", "--steps", "3",

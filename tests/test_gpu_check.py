@@ -310,21 +310,16 @@ def test_script_syntax():
     assert result.returncode == 0, result.stderr
 
 
-def _bash_array(name):
-    """The words of ``NAME=(...)``'s first assignment in gpu_check.sh."""
-    import shlex
-    text = SCRIPT.read_text()
-    start = text.index(f"\n{name}=(") + len(name) + 3
-    return shlex.split(text[start:text.index(")", start)], comments=True)
-
-
 def test_the_stand_in_rehearsal_runs_the_checks_own_tests_and_sweep():
     """benchmarks/gpu_check_standin.py times the stages as gpu_check.sh gives them."""
     rehearsal = load("gpu_check_standin")
-    assert rehearsal.TESTS[:len(_bash_array("TESTS"))] == _bash_array("TESTS")
-    assert rehearsal.SWEEP == _bash_array("SWEEP")
+    assert rehearsal.check_array("TESTS")[:3] == ["tests", "-m", "gpu"]
+    assert rehearsal.check_array("SWEEP")[:2] == ["--device", "gpu"]
     commands = {name: command for name, command, _ in rehearsal.stages(Path("out"))}
     assert list(commands) == ["probe", "warm", "tests", "kernels", "graph", "sweep"]
+    assert commands["tests"][3:3 + len(rehearsal.check_array("TESTS"))] == \
+        rehearsal.check_array("TESTS")
+    assert repr(rehearsal.check_array("SWEEP"))[1:-1] in commands["sweep"][-1]
     for name in ("kernels", "graph"):  # their whole code, at batches the emulator runs
         assert "--rehearsal" in commands[name][-1]
 
