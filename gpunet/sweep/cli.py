@@ -13,8 +13,6 @@ from __future__ import annotations
 import os
 import time
 
-import numpy as np
-
 from .. import optim
 from ..backend import get_backend, manual_seed
 from ..checks import argparse_type, check_number
@@ -23,6 +21,7 @@ from ..cli import (fraction, non_negative_float, non_negative_int, positive_floa
 from ..cli_setup import (ACTIVATIONS, IMAGE_DATASETS, TOY_DATASETS, UsageError,
                          describe_model, load_data)
 from ..training.loop.evaluation import evaluate
+from ..training.loop.fit import validation_rows
 from ..nn.losses import CrossEntropyLoss
 from ..training.loop.orders import ORDERS
 from ..training.run_files.checkpoint import save
@@ -84,14 +83,13 @@ def add_arguments(parser):
 
 
 def _split(train, fraction, seed):
-    """``(train, val)``: a fraction held out by a permutation fixed by ``seed``."""
+    """``(train, val)``: ``fraction`` held out as ``fit(val_split=...)`` holds it out."""
     X, y = train
-    order = np.random.default_rng(seed).permutation(len(X))
-    held = int(round(len(X) * fraction))
-    if not 1 <= held < len(X):
-        raise UsageError(f"--val-split {fraction} of {len(X)} samples leaves {held} for "
-                         f"validation")
-    return (X[order[held:]], y[order[held:]]), (X[order[:held]], y[order[:held]])
+    try:
+        rows, held = validation_rows(len(X), fraction, seed)
+    except ValueError as exc:
+        raise UsageError(f"--val-split {fraction}: {exc}") from exc
+    return (X[rows], y[rows]), (X[held], y[held])
 
 
 def _data(args):

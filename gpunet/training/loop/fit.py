@@ -39,18 +39,25 @@ BATCH_SIZE = 128  # fit's default batch size
 __all__ = ["NonFiniteLossError", "fit"]
 
 
-def _split(model, X, y, row_weights, fraction, seed):
-    """Split a validation fraction off the device arrays ``(X, y)`` (and the training
-    ``row_weights``, if any) with a permutation fixed by ``seed`` (0 if None), so a resumed
-    run validates on the same samples."""
+def validation_rows(n, fraction, seed):
+    """``(training rows, validation rows)`` of ``n`` samples: ``fraction`` held out by a
+    permutation fixed by ``seed`` (0 if None), so a resumed run, or ``gpunet sweep``,
+    validates on the same samples; a ValueError where either part would be empty."""
     if not 0 <= fraction < 1:
         raise ValueError(f"val_split must be in [0, 1), got {fraction!r}")
-    n_val = int(round(len(X) * fraction))
-    if not 1 <= n_val < len(X):
-        raise ValueError(f"val_split={fraction} of {len(X)} samples leaves {n_val} for "
-                         f"validation and {len(X) - n_val} for training; both need >= 1")
-    order = model.backend.asarray(np.random.default_rng(seed or 0).permutation(len(X)))
-    val_idx, train_idx = order[:n_val], order[n_val:]
+    n_val = int(round(n * fraction))
+    if not 1 <= n_val < n:
+        raise ValueError(f"val_split={fraction} of {n} samples leaves {n_val} for "
+                         f"validation and {n - n_val} for training; both need >= 1")
+    order = np.random.default_rng(seed or 0).permutation(n)
+    return order[n_val:], order[:n_val]
+
+
+def _split(model, X, y, row_weights, fraction, seed):
+    """Split a validation fraction off the device arrays ``(X, y)`` (and the training
+    ``row_weights``, if any) by :func:`validation_rows`."""
+    train_idx, val_idx = (model.backend.asarray(rows)
+                          for rows in validation_rows(len(X), fraction, seed))
     kept = None if row_weights is None else row_weights[train_idx]
     return (X[train_idx], y[train_idx]), kept, (X[val_idx], y[val_idx])
 
