@@ -36,6 +36,29 @@ def test_cross_entropy_value_gradient_and_correct_count(backend, rng):
     assert int(loss_fn.last_correct) == int((z.argmax(1) == y).sum())
 
 
+@pytest.mark.parametrize("models", [(), (3,)])
+def test_correct_count_is_argmax_through_ties_and_never_a_nan_row(rng, models):
+    """Ties (also of infinities) count as argmax counts them (the first maximum), per model
+    of a stack."""
+    from gpunet.ops.numpy_ops import NumpyOps
+
+    z = rng.integers(0, 3, size=(*models, 400, 6)).astype(np.float32)  # many ties
+    y = rng.integers(0, 6, 400)
+    z[..., 7, :] = 0.0  # a row of six maxima: correct only for label 0
+    y[7] = 3
+    z[..., 9, 2] = np.nan
+    z[..., 11, :] = -np.inf  # all maxima: argmax says class 0
+    y[11] = 0
+    z[..., 13, y[13]] = np.inf
+    grad = np.empty_like(z)
+    with np.errstate(invalid="ignore"):
+        loss, correct = NumpyOps().softmax_cross_entropy(z, y, grad)
+    wanted = z.argmax(-1) == y
+    wanted[..., 9] = False
+    np.testing.assert_array_equal(correct, wanted.sum(-1))
+    assert np.isnan(loss).all()
+
+
 def test_cross_entropy_equals_logsoftmax_then_nll(rng):
     z = rng.standard_normal((7, 3))
     y = rng.integers(0, 3, 7)

@@ -37,9 +37,11 @@ class NumpyOps(UpdateOps):
         return out
 
     def linear_relu_forward(self, x, weight, bias, out):
-        """``out = relu(x @ weight.T + bias)``: GEMM, bias and ReLU."""
+        """``out = relu(x @ weight.T + bias)``: GEMM, bias and ReLU (the max against a row
+        of zeros: NumPy vectorises that, not the max against a scalar 0, 3x slower)."""
         self.linear_forward(x, weight, bias, out)
-        self.xp.maximum(out, 0, out=out)
+        zeros = self.workspace.zeros("relu_zeros", out.shape[-1:], out.dtype)
+        self.xp.maximum(out, zeros, out=out)
         return out
 
     def linear_backward(self, grad_out, x, weight, grad_weight, grad_bias, grad_x=None):
@@ -57,11 +59,11 @@ class NumpyOps(UpdateOps):
                              grad_z, grad_x=None):
         """Backward of :meth:`linear_relu_forward` given its saved ``out``.
 
-        The ReLU's local gradient is 1 where ``out > 0`` else 0, so ``grad_z = grad_out * mask``
-        (``sign(out)`` is exactly that mask, since ``out >= 0``); then as :meth:`linear_backward`.
+        The ReLU's local gradient is 1 where ``out > 0`` else 0, so ``grad_z = grad_out * mask``;
+        then as :meth:`linear_backward`.
         """
         xp = self.xp
-        xp.sign(out, out=grad_z)
+        xp.greater(out, 0, out=grad_z)  # the mask, as 0.0 and 1.0
         grad_z *= grad_out
         return self.linear_backward(grad_z, x, weight, grad_weight, grad_bias, grad_x)
 
@@ -87,38 +89,83 @@ class NumpyOps(UpdateOps):
         """Raise any error a device kernel flagged since the last check (none here: the
         reference ops raise at once). Called wherever a loss is read back to the host."""
 
+    def _shifted_exps(self, x, at_max=None):
+        """``(shifted, exps, sums)`` of the rows of 2-D ``x`` (rows, classes), class-major:
+        ``shifted`` (classes, rows) is ``x.T`` minus each row's maximum (so no exponential
+        overflows), ``exps`` its exponentials and ``sums`` (rows,) their sum per row. Class-
+        major because an array module reduces over a leading axis in one vector pass per
+        class, but along a short trailing axis in one small loop per row (about 10x slower
+        for 10 classes). Workspace buffers. ``at_max`` (classes, rows), if given, is set
+        where ``x.T`` equals its row's maximum."""
+        xp, ws = self.xp, self.workspace
+        rows, classes = x.shape
+        shifted = ws.get("softmax_shifted", (classes, rows), x.dtype)
+        xp.copyto(shifted, x.T)
+        sums = ws.get("softmax_sums", (rows,), x.dtype)
+        shifted.max(axis=0, out=sums)
+        if at_max is not None:
+            xp.equal(shifted, sums, out=at_max)
+        shifted -= sums
+        exps = ws.like("softmax_exps", shifted)
+        xp.exp(shifted, out=exps)
+        wide = ws.get("softmax_sums64", (rows,), np.float64)  # added one class after another:
+        exps.sum(axis=0, dtype=np.float64, out=wide)         # in float64, as exact as pairwise
+        xp.copyto(sums, wide, casting="same_kind")
+        return shifted, exps, sums
+
     def softmax(self, x, out, *, log=False):
         """Row-wise softmax (or log-softmax) of (batch, classes) ``x`` into ``out``.
 
-        Each row is first shifted by its maximum, so no exponential overflows; the
-        log-softmax is ``shifted - log(sum(exp(shifted)))``, exact even where a probability
-        underflows to 0.
+        Each row is first shifted by its maximum; the log-softmax is ``shifted -
+        log(sum(exp(shifted)))``, exact even where a probability underflows to 0.
         """
         xp = self.xp
-        row = self.workspace.get("softmax_row", (len(x), 1), out.dtype)
-        x.max(axis=1, keepdims=True, out=row)
-        xp.subtract(x, row, out=out)
+        shifted, exps, sums = self._shifted_exps(x)
         if log:
-            work = self.workspace.like("softmax_exp", out)
-            xp.exp(out, out=work)
-            work.sum(axis=1, keepdims=True, out=row)
-            xp.log(row, out=row)
-            out -= row
+            xp.log(sums, out=sums)
+            shifted -= sums
+            xp.copyto(out, shifted.T)
         else:
-            xp.exp(out, out=out)
-            out.sum(axis=1, keepdims=True, out=row)
-            out /= row
+            exps /= sums
+            xp.copyto(out, exps.T)
         return out
 
-    def _label_positions(self, labels, num_classes):
-        """Flat indices ``row * num_classes + label`` of each row's label (a workspace)."""
-        xp, batch = self.xp, len(labels)
-        rows = self.workspace.cached(f"row_starts_{num_classes}", (batch,), np.int64,
-                                     lambda shape, dtype: xp.arange(0, batch * num_classes,
-                                                                    num_classes, dtype=dtype))
-        positions = self.workspace.get("label_positions", (batch,), np.int64)
-        xp.add(rows, labels, out=positions)
+    def _label_positions(self, labels, num_classes, *, class_major=False):
+        """Flat indices of each row's label (a workspace) in a (rows, classes) array, or in
+        its (classes, rows) transpose when ``class_major``."""
+        xp, rows = self.xp, len(labels)
+        row_step, label_step = (1, rows) if class_major else (num_classes, 1)
+        starts = self.workspace.cached(
+            f"row_starts_{row_step}", (rows,), np.int64,
+            lambda shape, dtype: xp.arange(0, rows * row_step, row_step, dtype=dtype))
+        positions = self.workspace.get("label_positions", (rows,), np.int64)
+        xp.copyto(positions, labels, casting="unsafe")  # any int dtype
+        # a bad label that a device reports later (check_errors) reads a class in range
+        xp.clip(positions, 0, num_classes - 1, out=positions)
+        positions *= label_step
+        positions += starts
         return positions
+
+    def _first_max_is_label(self, at_max, positions, hit):
+        """``hit[r]``: row ``r``'s arg-max is its label (its first maximum, as ``argmax``),
+        from class-major ``at_max`` (each row's maxima) and the labels' class-major
+        ``positions``. Each maximum scores its class's rank from the end (``C - c``), so
+        the first maximum scores highest; a row without one (NaN) has no hit."""
+        xp, ws = self.xp, self.workspace
+        classes, rows = at_max.shape
+        self._take_rows(at_max.reshape(-1), positions, hit)      # the label is a maximum
+        score = ws.get("xent_max_score", at_max.shape, np.float32)
+        xp.copyto(score, at_max)
+        score *= ws.cached(f"class_rank_{classes}", (classes, 1), score.dtype,
+                           lambda shape, dtype: xp.arange(classes, 0, -1,
+                                                          dtype=dtype).reshape(shape))
+        best = ws.get("xent_best_score", (rows,), score.dtype)
+        score.max(axis=0, out=best)
+        label_score = ws.get("xent_label_score", (rows,), score.dtype)
+        self._take_rows(score.reshape(-1), positions, label_score)
+        first = ws.get("xent_first_maximum", (rows,), np.bool_)
+        xp.equal(label_score, best, out=first)                   # ... and the first one
+        hit &= first
 
     def softmax_cross_entropy(self, logits, labels, grad, out=None, *, weight=None,
                               sample_weight=None, label_smoothing=0.0):
@@ -154,32 +201,41 @@ class NumpyOps(UpdateOps):
             per_row = ws.get("xent_labels", (len(logits),), labels.dtype)
             per_row.reshape(labels.size // batch, -1, batch)[...] = labels.reshape(-1, 1, batch)
             labels = per_row
-        rows = len(logits)
-        best = ws.get("xent_argmax", (rows,), np.int64)
-        hit = ws.get("xent_hit", (rows,), np.bool_)
-        logits.argmax(axis=1, out=best)
-        xp.equal(best, labels, out=hit)
-        hit.reshape(*models, batch).sum(axis=-1, out=correct)
-        self.softmax(logits, grad, log=True)
-        positions = self._label_positions(labels, num_classes)
         if weight is not None or sample_weight is not None or label_smoothing:
             if models:
                 raise ValueError("class weights, sample weights and label smoothing take one "
                                  "model's logits (batch, classes), not a stack's")
+            best = ws.get("xent_argmax", (batch,), np.int64)
+            hit = ws.get("xent_hit", (batch,), np.bool_)
+            logits.argmax(axis=1, out=best)
+            xp.equal(best, labels, out=hit)
+            hit.sum(out=correct)
+            self.softmax(logits, grad, log=True)
+            positions = self._label_positions(labels, num_classes)
             self._weighted_cross_entropy(grad, positions, labels, loss, weight, sample_weight,
                                          label_smoothing)
             return loss, correct
-        picked = ws.get("xent_picked", (rows,), grad.dtype)
+        rows = len(logits)
+        at_max = ws.get("xent_at_max", (num_classes, rows), np.bool_)
+        shifted, exps, sums = self._shifted_exps(logits, at_max)
+        positions = self._label_positions(labels, num_classes, class_major=True)
+        hit = ws.get("xent_hit", (rows,), np.bool_)
+        self._first_max_is_label(at_max, positions, hit)
+        hit.reshape(*models, batch).sum(axis=-1, out=correct)
+        xp.log(sums, out=sums)
+        shifted -= sums                               # log-probabilities
+        picked = ws.get("xent_picked", (rows,), logits.dtype)
+        self._take_rows(shifted.reshape(-1), positions, picked)
         total = ws.get("xent_total", models, np.float64)
-        flat = grad.reshape(-1)
-        self._take_rows(flat, positions, picked)      # log-probability of each label
         picked.reshape(*models, batch).sum(axis=-1, dtype=np.float64, out=total)
         xp.multiply(total, -1.0 / batch, out=loss)
-        xp.exp(grad, out=grad)                        # softmax
+        xp.exp(shifted, out=exps)                     # softmax
+        flat = exps.reshape(-1)
         self._take_rows(flat, positions, picked)
         picked -= 1                                   # minus the one-hot
         flat[positions] = picked
-        grad *= 1.0 / batch
+        exps *= 1.0 / batch
+        xp.copyto(grad, exps.T)
         return loss, correct
 
     def _weighted_cross_entropy(self, logp, positions, labels, loss, weight, sample_weight,

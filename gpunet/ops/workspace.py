@@ -9,6 +9,8 @@ memory. Arrays handed to a user must never come from here.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 
 SHAPES_PER_NAME = 8  # e.g. the ops' per-layer bias partials at two batch shapes
@@ -28,14 +30,18 @@ class Workspace:
     def cached(self, name: str, shape, dtype, make):
         """The array for this key, made by ``make(shape, dtype)`` when first asked for (so
         its initial contents are ``make``'s)."""
-        shapes = self._buffers.setdefault(name, {})
+        shapes = self._buffers.get(name)
+        if shapes is None:
+            shapes = self._buffers[name] = OrderedDict()
         key = (tuple(int(d) for d in shape), np.dtype(dtype))
-        buf = shapes.pop(key, None)
+        buf = shapes.get(key)
         if buf is None:
             buf = make(key[0], key[1])
             while len(shapes) >= SHAPES_PER_NAME and not self._pins:
-                del shapes[next(iter(shapes))]
-        shapes[key] = buf  # now the most recently used
+                shapes.popitem(last=False)
+            shapes[key] = buf
+        else:  # an OrderedDict reorders in place (a dict's pop and insert grow its table)
+            shapes.move_to_end(key)
         return buf
 
     def get(self, name: str, shape, dtype):
