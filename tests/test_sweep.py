@@ -98,3 +98,21 @@ def test_dropout_puts_a_dropout_after_each_hidden_activation(tmp_path, capsys):
                      "Linear"]
     assert best[3].p == 0.25
     assert json.loads((out / "sweep.json").read_text())["settings"]["dropout"] == 0.25
+
+
+def test_augment_shifts_trains_on_five_times_the_training_images(tmp_path, capsys):
+    out = tmp_path / "shifts"
+    argv = ["sweep", "--quick", "--augment", "shifts", "--hidden", "8", "--epochs", "1",
+            "--device", "cpu", "--no-progress", "--out", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "18,000 training (3,600 and their 4 shifted copies), 400 validation" in printed
+    summary = json.loads((out / "sweep.json").read_text())
+    assert summary["augment"] == "shifts"
+
+
+def test_augment_needs_an_image_dataset(tmp_path, capsys):
+    _error(capsys, [*ARGS, "--augment", "shifts", "--out", str(tmp_path / "a")],
+           "--augment shifts moves the pixels of images: it needs an image dataset "
+           "(fashion-mnist, mnist), got --dataset spirals")
+    assert not (tmp_path / "a").exists()

@@ -20,6 +20,7 @@ from ..cli import (fraction, non_negative_float, non_negative_int, positive_floa
                    positive_int)
 from ..cli_setup import (ACTIVATIONS, IMAGE_DATASETS, TOY_DATASETS, UsageError,
                          describe_model, load_data)
+from ..data.augment import with_shifts
 from ..training.loop.evaluation import evaluate
 from ..training.loop.fit import validation_rows
 from ..nn.losses import CrossEntropyLoss
@@ -55,6 +56,10 @@ def add_arguments(parser):
     parser.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu")
     parser.add_argument("--dropout", type=fraction, default=0.0, metavar="P",
                         help="a Dropout(P) after each hidden activation (default: 0, none)")
+    parser.add_argument("--augment", choices=("none", "shifts"), default="none",
+                        help="shifts: add four copies of each training image moved one "
+                             "pixel up, down, left and right (5x the samples of an epoch; "
+                             "image datasets) (default: none)")
     parser.add_argument("--optimizer", choices=sorted(optim.OPTIMIZERS), default="sgd")
     parser.add_argument("--momentum", type=fraction, default=optim.DEFAULTS["sgd"]["momentum"],
                         help="SGD momentum (default: %(default)s)")
@@ -110,6 +115,10 @@ def run(args):
     if args.ensemble and args.ensemble > swept:
         raise UsageError(f"--ensemble {args.ensemble} is more than the {swept} "
                          f"model{'s' if swept > 1 else ''} swept")
+    if args.augment != "none" and args.dataset not in IMAGE_DATASETS:
+        raise UsageError(f"--augment {args.augment} moves the pixels of images: it needs "
+                         f"an image dataset ({', '.join(IMAGE_DATASETS)}), got "
+                         f"--dataset {args.dataset}")
     grid = configurations(lrs, args.weight_decay, list(range(args.seeds)))
     settings = Settings(args.hidden, args.activation, args.optimizer,
                         args.momentum if args.optimizer == "sgd" else None, args.batch_size,
@@ -127,14 +136,19 @@ def run(args):
 def _sweep_in(out, args, grid, settings, backend):
     train, test, classes = _data(args)
     train, val = _split(train, args.val_split, args.seed)
+    originals = len(train[0])
+    if args.augment == "shifts":
+        train = with_shifts(*train)
     manual_seed(args.seed)
     print(f"device: {backend.name} ({backend.xp.__name__})")
     print(f"sweep: {len(grid)} models = lr {_listed(args.lr or [grid[0]['lr']])} x weight "
           f"decay {_listed(args.weight_decay)} x {args.seeds} seed(s); {settings.optimizer}, "
           f"{settings.epochs} epochs, batch {settings.batch_size}, {settings.schedule} "
           f"schedule, order {settings.order}")
-    print(f"data: {args.dataset}, {len(train[0]):,} training, {len(val[0]):,} validation, "
-          f"{len(test[0]):,} test samples; output: {out}", flush=True)
+    augmented = (f" ({originals:,} and their 4 shifted copies)"
+                 if args.augment == "shifts" else "")
+    print(f"data: {args.dataset}, {len(train[0]):,} training{augmented}, {len(val[0]):,} "
+          f"validation, {len(test[0]):,} test samples; output: {out}", flush=True)
     result = train_grid(train, val, len(classes), grid, settings, backend,
                         progress=not args.no_progress)
     print(f"model: {describe_model(result.stack[0])}")
@@ -145,7 +159,7 @@ def _sweep_in(out, args, grid, settings, backend):
     tested = evaluate(best_model, *test, CrossEntropyLoss())
     print(f"best: model {best} ({_described(grid[best])}), test accuracy "
           f"{100 * tested.accuracy:.2f}%")
-    summary = {"dataset": args.dataset, "device": backend.name,
+    summary = {"dataset": args.dataset, "augment": args.augment, "device": backend.name,
                "settings": vars(settings), "seconds": result.seconds,
                "one_by_one_seconds": result.one_by_one_seconds,
                "one_model_epoch_seconds": result.epoch_seconds,
