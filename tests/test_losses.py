@@ -36,26 +36,28 @@ def test_cross_entropy_value_gradient_and_correct_count(backend, rng):
     assert int(loss_fn.last_correct) == int((z.argmax(1) == y).sum())
 
 
+@pytest.mark.parametrize("rows", [40, 400])
 @pytest.mark.parametrize("models", [(), (3,)])
-def test_correct_count_is_argmax_through_ties_and_never_a_nan_row(rng, models):
-    """Ties (also of infinities) count as argmax counts them (the first maximum), per model
-    of a stack."""
+def test_correct_count_is_argmax_through_ties_infinities_and_nan(rng, models, rows):
+    """Rows count as argmax counts them (the first maximum, or the first NaN), per model of
+    a stack, in both of the softmax's layouts."""
     from gpunet.ops.numpy_ops import NumpyOps
 
-    z = rng.integers(0, 3, size=(*models, 400, 6)).astype(np.float32)  # many ties
-    y = rng.integers(0, 6, 400)
+    assert NumpyOps._class_major(rows, 6) == (rows == 400)
+    z = rng.integers(0, 3, size=(*models, rows, 6)).astype(np.float32)  # many ties
+    y = rng.integers(0, 6, rows)
     z[..., 7, :] = 0.0  # a row of six maxima: correct only for label 0
     y[7] = 3
-    z[..., 9, 2] = np.nan
+    z[..., 9, 2] = np.nan  # argmax says class 2
+    z[..., 10, 4] = np.nan
+    y[9], y[10] = 2, 1
     z[..., 11, :] = -np.inf  # all maxima: argmax says class 0
     y[11] = 0
     z[..., 13, y[13]] = np.inf
     grad = np.empty_like(z)
     with np.errstate(invalid="ignore"):
         loss, correct = NumpyOps().softmax_cross_entropy(z, y, grad)
-    wanted = z.argmax(-1) == y
-    wanted[..., 9] = False
-    np.testing.assert_array_equal(correct, wanted.sum(-1))
+    np.testing.assert_array_equal(correct, (z.argmax(-1) == y).sum(-1))
     assert np.isnan(loss).all()
 
 

@@ -16,6 +16,10 @@ from .updates import UpdateOps
 from .workspace import Workspace
 
 
+#: The softmax works class-major from this many rows per class (``NumpyOps._class_major``).
+CLASS_MAJOR_ROWS_PER_CLASS = 64
+
+
 class NumpyOps(UpdateOps):
     """The primitives of one training step; subclasses override what they accelerate.
     The optimizer updates are :class:`UpdateOps`'s (``updates.py``)."""
@@ -63,7 +67,7 @@ class NumpyOps(UpdateOps):
         then as :meth:`linear_backward`.
         """
         xp = self.xp
-        xp.greater(out, 0, out=grad_z)  # the mask, as 0.0 and 1.0
+        xp.greater(out, out.dtype.type(0), out=grad_z)  # the mask, as 0.0 and 1.0
         grad_z *= grad_out
         return self.linear_backward(grad_z, x, weight, grad_weight, grad_bias, grad_x)
 
@@ -89,28 +93,46 @@ class NumpyOps(UpdateOps):
         """Raise any error a device kernel flagged since the last check (none here: the
         reference ops raise at once). Called wherever a loss is read back to the host."""
 
-    def _shifted_exps(self, x, at_max=None):
-        """``(shifted, exps, sums)`` of the rows of 2-D ``x`` (rows, classes), class-major:
-        ``shifted`` (classes, rows) is ``x.T`` minus each row's maximum (so no exponential
-        overflows), ``exps`` its exponentials and ``sums`` (rows,) their sum per row. Class-
-        major because an array module reduces over a leading axis in one vector pass per
-        class, but along a short trailing axis in one small loop per row (about 10x slower
-        for 10 classes). Workspace buffers. ``at_max`` (classes, rows), if given, is set
-        where ``x.T`` equals its row's maximum."""
+    @staticmethod
+    def _class_major(rows, classes):
+        """Whether the softmax of (rows, classes) works on its transpose. An array module
+        reduces along a short trailing axis one small loop per row (6,400 rows of 10 classes:
+        about 10x slower than one vector pass per class over the transpose), but for a few
+        rows, or long rows, the transposing copies cost more than that saves."""
+        return rows >= CLASS_MAJOR_ROWS_PER_CLASS * classes
+
+    def _shifted_exps(self, x, class_major, at_max=None, into=None):
+        """``(shifted, exps, sums)`` of the rows of 2-D ``x`` (rows, classes): ``x`` minus
+        each row's maximum (so no exponential overflows), its exponentials and their sum per
+        row, laid out (classes, rows) with sums (1, rows) when ``class_major``, else as ``x``
+        with sums (rows, 1). Workspace buffers, but ``shifted`` is ``into`` where given
+        (row-major). ``at_max``, if given, is set where ``x`` equals its row's maximum or is
+        NaN."""
         xp, ws = self.xp, self.workspace
         rows, classes = x.shape
-        shifted = ws.get("softmax_shifted", (classes, rows), x.dtype)
-        xp.copyto(shifted, x.T)
-        sums = ws.get("softmax_sums", (rows,), x.dtype)
-        shifted.max(axis=0, out=sums)
-        if at_max is not None:
-            xp.equal(shifted, sums, out=at_max)
-        shifted -= sums
+        axis = 0 if class_major else 1
+        sums = ws.get("softmax_sums", (1, rows) if class_major else (rows, 1), x.dtype)
+        if class_major:
+            shifted = ws.get("softmax_shifted", (classes, rows), x.dtype)
+            xp.copyto(shifted, x.T)
+            x = shifted
+        else:
+            shifted = ws.like("softmax_shifted", x) if into is None else into
+        x.max(axis=axis, keepdims=True, out=sums)
+        if at_max is not None:  # the maxima, and NaNs (argmax takes a row's first NaN)
+            xp.equal(x, sums, out=at_max)
+            nan = ws.like("softmax_nan", at_max)
+            xp.isnan(x, out=nan)
+            at_max |= nan
+        xp.subtract(x, sums, out=shifted)
         exps = ws.like("softmax_exps", shifted)
         xp.exp(shifted, out=exps)
-        wide = ws.get("softmax_sums64", (rows,), np.float64)  # added one class after another:
-        exps.sum(axis=0, dtype=np.float64, out=wide)         # in float64, as exact as pairwise
-        xp.copyto(sums, wide, casting="same_kind")
+        if class_major:  # added one class after another: in float64, as exact as pairwise
+            wide = ws.get("softmax_sums64", sums.shape, np.float64)
+            exps.sum(axis=0, keepdims=True, dtype=np.float64, out=wide)
+            xp.copyto(sums, wide, casting="same_kind")
+        else:
+            exps.sum(axis=1, keepdims=True, out=sums)
         return shifted, exps, sums
 
     def softmax(self, x, out, *, log=False):
@@ -120,37 +142,45 @@ class NumpyOps(UpdateOps):
         log(sum(exp(shifted)))``, exact even where a probability underflows to 0.
         """
         xp = self.xp
-        shifted, exps, sums = self._shifted_exps(x)
+        class_major = self._class_major(*x.shape)
+        shifted, exps, sums = self._shifted_exps(x, class_major)
         if log:
             xp.log(sums, out=sums)
             shifted -= sums
-            xp.copyto(out, shifted.T)
+            result = shifted
         else:
             exps /= sums
-            xp.copyto(out, exps.T)
+            result = exps
+        xp.copyto(out, result.T if class_major else result)
         return out
 
     def _label_positions(self, labels, num_classes, *, class_major=False):
         """Flat indices of each row's label (a workspace) in a (rows, classes) array, or in
         its (classes, rows) transpose when ``class_major``."""
         xp, rows = self.xp, len(labels)
-        row_step, label_step = (1, rows) if class_major else (num_classes, 1)
+        row_step = 1 if class_major else num_classes
         starts = self.workspace.cached(
             f"row_starts_{row_step}", (rows,), np.int64,
             lambda shape, dtype: xp.arange(0, rows * row_step, row_step, dtype=dtype))
         positions = self.workspace.get("label_positions", (rows,), np.int64)
-        xp.copyto(positions, labels, casting="unsafe")  # any int dtype
         # a bad label that a device reports later (check_errors) reads a class in range
-        xp.clip(positions, 0, num_classes - 1, out=positions)
-        positions *= label_step
+        xp.clip(labels, 0, num_classes - 1, out=positions)
+        if class_major:
+            positions *= rows
         positions += starts
         return positions
 
+    def _argmax_is_label(self, logits, labels, hit):
+        """``hit[r]``: row ``r``'s arg-max (its first maximum) is its label."""
+        best = self.workspace.get("xent_argmax", hit.shape, np.int64)
+        logits.argmax(axis=1, out=best)
+        self.xp.equal(best, labels, out=hit)
+
     def _first_max_is_label(self, at_max, positions, hit):
-        """``hit[r]``: row ``r``'s arg-max is its label (its first maximum, as ``argmax``),
-        from class-major ``at_max`` (each row's maxima) and the labels' class-major
-        ``positions``. Each maximum scores its class's rank from the end (``C - c``), so
-        the first maximum scores highest; a row without one (NaN) has no hit."""
+        """``hit[r]``: row ``r``'s arg-max is its label (its first maximum or NaN, as
+        ``argmax``), from class-major ``at_max`` (each row's maxima and NaNs) and the
+        labels' class-major ``positions``. Each maximum scores its class's rank from the
+        end (``C - c``), so the first one scores highest."""
         xp, ws = self.xp, self.workspace
         classes, rows = at_max.shape
         self._take_rows(at_max.reshape(-1), positions, hit)      # the label is a maximum
@@ -205,10 +235,8 @@ class NumpyOps(UpdateOps):
             if models:
                 raise ValueError("class weights, sample weights and label smoothing take one "
                                  "model's logits (batch, classes), not a stack's")
-            best = ws.get("xent_argmax", (batch,), np.int64)
             hit = ws.get("xent_hit", (batch,), np.bool_)
-            logits.argmax(axis=1, out=best)
-            xp.equal(best, labels, out=hit)
+            self._argmax_is_label(logits, labels, hit)
             hit.sum(out=correct)
             self.softmax(logits, grad, log=True)
             positions = self._label_positions(labels, num_classes)
@@ -216,26 +244,31 @@ class NumpyOps(UpdateOps):
                                          label_smoothing)
             return loss, correct
         rows = len(logits)
-        at_max = ws.get("xent_at_max", (num_classes, rows), np.bool_)
-        shifted, exps, sums = self._shifted_exps(logits, at_max)
-        positions = self._label_positions(labels, num_classes, class_major=True)
+        class_major = self._class_major(rows, num_classes)
+        at_max = ws.get("xent_at_max", (num_classes, rows), np.bool_) if class_major else None
+        logp, _, sums = self._shifted_exps(logits, class_major, at_max, into=grad)
+        positions = self._label_positions(labels, num_classes, class_major=class_major)
         hit = ws.get("xent_hit", (rows,), np.bool_)
-        self._first_max_is_label(at_max, positions, hit)
+        if class_major:
+            self._first_max_is_label(at_max, positions, hit)
+        else:
+            self._argmax_is_label(logits, labels, hit)
         hit.reshape(*models, batch).sum(axis=-1, out=correct)
         xp.log(sums, out=sums)
-        shifted -= sums                               # log-probabilities
+        logp -= sums                                  # log-probabilities
         picked = ws.get("xent_picked", (rows,), logits.dtype)
-        self._take_rows(shifted.reshape(-1), positions, picked)
+        flat = logp.reshape(-1)
+        self._take_rows(flat, positions, picked)
         total = ws.get("xent_total", models, np.float64)
         picked.reshape(*models, batch).sum(axis=-1, dtype=np.float64, out=total)
         xp.multiply(total, -1.0 / batch, out=loss)
-        xp.exp(shifted, out=exps)                     # softmax
-        flat = exps.reshape(-1)
+        xp.exp(logp, out=logp)                        # softmax
         self._take_rows(flat, positions, picked)
         picked -= 1                                   # minus the one-hot
         flat[positions] = picked
-        exps *= 1.0 / batch
-        xp.copyto(grad, exps.T)
+        logp *= 1.0 / batch
+        if class_major:
+            xp.copyto(grad, logp.T)
         return loss, correct
 
     def _weighted_cross_entropy(self, logp, positions, labels, loss, weight, sample_weight,
